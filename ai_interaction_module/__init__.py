@@ -1,0 +1,3 @@
+"""AI interaction module (Ollama, OpenAI, MCP providers)."""
+
+from . import controllers  # noqa: F401

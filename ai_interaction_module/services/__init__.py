@@ -1,0 +1,1 @@
+"""Logic of the ai_interaction app, testable without HTTP."""

@@ -1,0 +1,3 @@
+"""Linux-style command aliases (`!alias`)."""
+
+from . import controllers  # noqa: F401

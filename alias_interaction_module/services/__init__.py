@@ -1,0 +1,1 @@
+"""Logic of the alias app, testable without HTTP."""

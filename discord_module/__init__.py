@@ -1,0 +1,3 @@
+"""Discord collector built on py-cord."""
+
+from . import controllers  # noqa: F401

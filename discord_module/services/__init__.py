@@ -1,0 +1,1 @@
+"""Logic of the discord app, testable without HTTP."""

@@ -1,0 +1,3 @@
+"""Super-admin lifecycle on Kong: consumers, keys, ACL groups, audit."""
+
+from . import controllers  # noqa: F401

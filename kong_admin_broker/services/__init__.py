@@ -1,0 +1,1 @@
+"""Logic of the kong_admin_broker app, testable without HTTP."""

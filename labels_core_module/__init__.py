@@ -1,0 +1,3 @@
+"""Labels on communities, users, modules and entity groups; identity verification."""
+
+from . import controllers  # noqa: F401

@@ -1,0 +1,1 @@
+"""Logic of the labels_core app, testable without HTTP."""

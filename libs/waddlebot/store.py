@@ -1,0 +1,712 @@
+"""Shared key/value, counter, rate-window, recent-list and pub/sub store.
+
+Every WaddleBot app talks to shared ephemeral state through the :class:`Store`
+interface defined here. Two interchangeable backends implement it:
+
+* :class:`RedisStore` - backed by Redis via redis-py. State is shared by every
+  process pointed at the same server, and multi-step operations (counters with
+  expiry, sliding rate windows) run as Lua scripts so they are atomic across
+  processes. Connection and timeout failures surface as :class:`StoreUnavailable`
+  and the client reconnects on its own once Redis is reachable again.
+* :class:`MemoryStore` - an in-process, thread-safe implementation used when no
+  Redis is configured (single-process deployments, development, tests). Expiry
+  is honoured lazily on access and by a periodic sweep so memory stays bounded.
+
+All keys, values, channels and messages are ``str``. A ``key_prefix`` given to
+either backend is prepended to every key and channel, so several deployments
+(or test runs) can share one Redis without colliding. Use :func:`make_store` to
+pick the backend from configuration.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from types import TracebackType
+from typing import Self
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+__all__ = [
+    "MemoryStore",
+    "Message",
+    "RedisStore",
+    "Store",
+    "StoreUnavailable",
+    "Subscription",
+    "WindowResult",
+    "make_store",
+]
+
+
+class StoreUnavailable(Exception):
+    """Raised when the store backend cannot be reached or timed out."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowResult:
+    """Outcome of a sliding-window rate check."""
+
+    allowed: bool
+    count: int
+    retry_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A pub/sub message received on ``channel``."""
+
+    channel: str
+    data: str
+
+
+def _validate_ttl(ttl: float | None) -> None:
+    """Reject non-positive expiry times."""
+    if ttl is not None and ttl <= 0:
+        raise ValueError(f"ttl must be positive seconds or None, got {ttl!r}")
+
+
+def _validate_window(limit: int, window: float) -> None:
+    """Reject rate windows that could never allow a hit."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit!r}")
+    if window <= 0:
+        raise ValueError(f"window must be positive seconds, got {window!r}")
+
+
+def _validate_max_len(max_len: int) -> None:
+    """Reject list caps that would keep nothing."""
+    if max_len < 1:
+        raise ValueError(f"max_len must be at least 1, got {max_len!r}")
+
+
+def _to_millis(seconds: float) -> int:
+    """Convert positive seconds to whole milliseconds, never rounding down to zero."""
+    return max(1, round(seconds * 1000))
+
+
+class Subscription(ABC):
+    """A live subscription to one or more channels; consume from a single thread."""
+
+    @abstractmethod
+    def get(self, timeout: float) -> Message | None:
+        """Wait up to ``timeout`` seconds for the next message; None on timeout."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop receiving messages and release resources."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Store(ABC):
+    """Interface shared by the Redis and in-memory backends."""
+
+    backend: str
+
+    @abstractmethod
+    def get(self, key: str) -> str | None:
+        """Return the value stored at ``key``, or None if absent."""
+
+    @abstractmethod
+    def set(self, key: str, value: str, ttl: float | None = None, *, nx: bool = False) -> bool:
+        """Store ``value`` (optionally only if absent) with an optional ttl; return if set."""
+
+    @abstractmethod
+    def delete(self, *keys: str) -> int:
+        """Remove ``keys`` and return how many existed."""
+
+    @abstractmethod
+    def ttl(self, key: str) -> float | None:
+        """Return seconds until ``key`` expires, or None if absent or persistent."""
+
+    @abstractmethod
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Atomically add ``amount``; ``ttl`` applies only when this call creates the key."""
+
+    @abstractmethod
+    def hit_window(self, key: str, limit: int, window: float) -> WindowResult:
+        """Record a hit if fewer than ``limit`` hits fall in the last ``window`` seconds."""
+
+    @abstractmethod
+    def push_recent(self, key: str, value: str, max_len: int, ttl: float | None = None) -> None:
+        """Prepend ``value`` to a list capped at ``max_len`` entries (newest first)."""
+
+    @abstractmethod
+    def recent(self, key: str, count: int) -> list[str]:
+        """Return up to ``count`` most recent list entries, newest first."""
+
+    @abstractmethod
+    def publish(self, channel: str, message: str) -> int:
+        """Send ``message`` to ``channel``; return how many subscribers received it."""
+
+    @abstractmethod
+    def subscribe(self, *channels: str) -> Subscription:
+        """Subscribe to ``channels``; messages published after this returns are delivered."""
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """Return True if the backend is reachable; never raises."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and other resources."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- Redis backend
+
+# Sliding log on a sorted set scored by Redis server time in milliseconds, so
+# every process shares one clock. Returns {allowed, count, retry_after_ms}.
+_HIT_WINDOW_LUA = """
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local window_ms = tonumber(ARGV[2])
+local member = ARGV[3]
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window_ms)
+local count = redis.call('ZCARD', key)
+if count < limit then
+  redis.call('ZADD', key, now_ms, member)
+  redis.call('PEXPIRE', key, math.ceil(window_ms))
+  return {1, count + 1, '0'}
+end
+local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+local retry_ms = tonumber(oldest[2]) + window_ms - now_ms
+return {0, count, tostring(retry_ms)}
+"""
+
+# INCRBY that sets an expiry only when the key did not exist before the call.
+_INCR_WITH_TTL_LUA = """
+local created = redis.call('EXISTS', KEYS[1]) == 0
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if created then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return value
+"""
+
+_SOCKET_TIMEOUT = 1.0
+_HEALTH_CHECK_INTERVAL = 30
+_POOL_SIZE = 50
+_POOL_WAIT_TIMEOUT = 5.0
+_SUBSCRIBE_CONFIRM_TIMEOUT = 2.0
+
+
+class _RedisSubscription(Subscription):
+    """Subscription backed by a redis-py PubSub on a dedicated connection."""
+
+    def __init__(self, store: RedisStore, pubsub: redis.client.PubSub) -> None:
+        self._store = store
+        self._pubsub = pubsub
+        self._pending: deque[Message] = deque()
+        self._closed = False
+
+    def wait_until_subscribed(self, channel_count: int, timeout: float) -> None:
+        """Block until Redis confirms ``channel_count`` subscriptions."""
+        deadline = time.monotonic() + timeout
+        confirmed = 0
+        while confirmed < channel_count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StoreUnavailable(
+                    f"Redis at {self._store.address} did not confirm subscription in time"
+                )
+            with self._store._translated_errors():
+                raw = self._pubsub.get_message(timeout=remaining)
+            if raw is None:
+                continue
+            if raw["type"] == "subscribe":
+                confirmed += 1
+            elif raw["type"] == "message":
+                self._pending.append(self._to_message(raw))
+
+    def get(self, timeout: float) -> Message | None:
+        """Wait up to ``timeout`` seconds for the next message; None on timeout."""
+        if self._closed:
+            return None
+        if self._pending:
+            return self._pending.popleft()
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            with self._store._translated_errors():
+                raw = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
+            if raw is not None and raw["type"] == "message":
+                return self._to_message(raw)
+            if remaining <= 0:
+                return None
+
+    def close(self) -> None:
+        """Unsubscribe and return the connection; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._pubsub.close()
+        except redis.exceptions.RedisError:
+            pass
+
+    def _to_message(self, raw: dict) -> Message:
+        """Convert a raw redis-py message into a :class:`Message` without the key prefix."""
+        return Message(channel=self._store._unprefixed(raw["channel"]), data=raw["data"])
+
+
+class RedisStore(Store):
+    """Store backed by Redis; safe to share between threads."""
+
+    backend = "redis"
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 6379,
+        password: str | None = None,
+        db: int = 0,
+        key_prefix: str = "",
+    ) -> None:
+        self.address = f"{host}:{port}"
+        self._prefix = key_prefix
+        connection_options = {
+            "host": host,
+            "port": port,
+            "password": password,
+            "db": db,
+            "decode_responses": True,
+            "socket_timeout": _SOCKET_TIMEOUT,
+            "socket_connect_timeout": _SOCKET_TIMEOUT,
+            "health_check_interval": _HEALTH_CHECK_INTERVAL,
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        }
+        self._pool = redis.BlockingConnectionPool(
+            max_connections=_POOL_SIZE, timeout=_POOL_WAIT_TIMEOUT, **connection_options
+        )
+        # Subscriptions hold a connection for their whole life, so they get their own
+        # pool and can never starve command traffic.
+        self._pubsub_pool = redis.ConnectionPool(**connection_options)
+        self._client = redis.Redis(connection_pool=self._pool)
+        self._pubsub_client = redis.Redis(connection_pool=self._pubsub_pool)
+        self._hit_window_script = self._client.register_script(_HIT_WINDOW_LUA)
+        self._incr_with_ttl_script = self._client.register_script(_INCR_WITH_TTL_LUA)
+
+    @contextmanager
+    def _translated_errors(self) -> Iterator[None]:
+        """Re-raise redis-py errors as StoreUnavailable (connectivity) or ValueError (misuse)."""
+        try:
+            yield
+        except (redis.exceptions.ReadOnlyError, redis.exceptions.BusyLoadingError) as exc:
+            raise StoreUnavailable(f"Redis at {self.address} cannot serve: {exc}") from exc
+        except (redis.exceptions.ResponseError, redis.exceptions.DataError) as exc:
+            raise ValueError(f"Redis at {self.address} rejected the command: {exc}") from exc
+        except redis.exceptions.RedisError as exc:
+            raise StoreUnavailable(f"Redis at {self.address} is unavailable: {exc}") from exc
+
+    def _unprefixed(self, name: str) -> str:
+        """Strip the key prefix from a key or channel name."""
+        return name[len(self._prefix) :] if name.startswith(self._prefix) else name
+
+    def _key(self, key: str) -> str:
+        """Apply the key prefix."""
+        return self._prefix + key
+
+    def get(self, key: str) -> str | None:
+        """Return the value stored at ``key``, or None if absent."""
+        with self._translated_errors():
+            return self._client.get(self._key(key))
+
+    def set(self, key: str, value: str, ttl: float | None = None, *, nx: bool = False) -> bool:
+        """Store ``value`` (optionally only if absent) with an optional ttl; return if set."""
+        _validate_ttl(ttl)
+        expiry_ms = _to_millis(ttl) if ttl is not None else None
+        with self._translated_errors():
+            return bool(self._client.set(self._key(key), value, px=expiry_ms, nx=nx))
+
+    def delete(self, *keys: str) -> int:
+        """Remove ``keys`` and return how many existed."""
+        if not keys:
+            return 0
+        with self._translated_errors():
+            return int(self._client.delete(*(self._key(key) for key in keys)))
+
+    def ttl(self, key: str) -> float | None:
+        """Return seconds until ``key`` expires, or None if absent or persistent."""
+        with self._translated_errors():
+            remaining_ms = self._client.pttl(self._key(key))
+        return None if remaining_ms < 0 else remaining_ms / 1000
+
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Atomically add ``amount``; ``ttl`` applies only when this call creates the key."""
+        _validate_ttl(ttl)
+        with self._translated_errors():
+            if ttl is None:
+                return int(self._client.incrby(self._key(key), amount))
+            return int(
+                self._incr_with_ttl_script(keys=[self._key(key)], args=[amount, _to_millis(ttl)])
+            )
+
+    def hit_window(self, key: str, limit: int, window: float) -> WindowResult:
+        """Record a hit if fewer than ``limit`` hits fall in the last ``window`` seconds."""
+        _validate_window(limit, window)
+        with self._translated_errors():
+            allowed, count, retry_ms = self._hit_window_script(
+                keys=[self._key(key)], args=[limit, window * 1000, uuid.uuid4().hex]
+            )
+        return WindowResult(
+            allowed=bool(allowed), count=int(count), retry_after=max(0.0, float(retry_ms) / 1000)
+        )
+
+    def push_recent(self, key: str, value: str, max_len: int, ttl: float | None = None) -> None:
+        """Prepend ``value`` to a list capped at ``max_len`` entries (newest first)."""
+        _validate_max_len(max_len)
+        _validate_ttl(ttl)
+        name = self._key(key)
+        with self._translated_errors():
+            pipeline = self._client.pipeline(transaction=True)
+            pipeline.lpush(name, value)
+            pipeline.ltrim(name, 0, max_len - 1)
+            if ttl is not None:
+                pipeline.pexpire(name, _to_millis(ttl))
+            pipeline.execute()
+
+    def recent(self, key: str, count: int) -> list[str]:
+        """Return up to ``count`` most recent list entries, newest first."""
+        if count < 1:
+            return []
+        with self._translated_errors():
+            return list(self._client.lrange(self._key(key), 0, count - 1))
+
+    def publish(self, channel: str, message: str) -> int:
+        """Send ``message`` to ``channel``; return how many subscribers received it."""
+        with self._translated_errors():
+            return int(self._client.publish(self._key(channel), message))
+
+    def subscribe(self, *channels: str) -> Subscription:
+        """Subscribe to ``channels``; messages published after this returns are delivered."""
+        if not channels:
+            raise ValueError("subscribe() needs at least one channel")
+        pubsub = self._pubsub_client.pubsub()
+        subscription = _RedisSubscription(self, pubsub)
+        try:
+            with self._translated_errors():
+                pubsub.subscribe(*(self._key(channel) for channel in channels))
+            subscription.wait_until_subscribed(len(set(channels)), _SUBSCRIBE_CONFIRM_TIMEOUT)
+        except BaseException:
+            subscription.close()
+            raise
+        return subscription
+
+    def ping(self) -> bool:
+        """Return True if Redis answers PING; never raises."""
+        try:
+            return bool(self._client.ping())
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        """Close all pooled connections."""
+        self._client.close()
+        self._pool.disconnect()
+        self._pubsub_pool.disconnect()
+
+
+# -------------------------------------------------------------------------- memory backend
+
+_STRING = "string"
+_LIST = "list"
+_WINDOW = "window"
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One stored value with its kind and optional absolute expiry (clock seconds)."""
+
+    kind: str
+    value: str | deque
+    expires_at: float | None = None
+
+
+def _parse_counter(key: str, value: str) -> int:
+    """Parse a stored counter, rejecting anything that is not a canonical integer."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or str(number) != value:
+        raise ValueError(f"value at {key!r} is not an integer: {value!r}")
+    return number
+
+
+class _MemorySubscription(Subscription):
+    """Subscription fed by MemoryStore.publish through a private queue."""
+
+    def __init__(self, store: MemoryStore, channels: tuple[str, ...]) -> None:
+        self._store = store
+        self.channels = channels
+        self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self._closed = False
+
+    def get(self, timeout: float) -> Message | None:
+        """Wait up to ``timeout`` seconds for the next message; None on timeout."""
+        if self._closed:
+            return None
+        try:
+            return self.inbox.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        """Stop receiving messages; safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self._store._unsubscribe(self)
+
+
+class MemoryStore(Store):
+    """In-process Store for single-process use; thread-safe, state lost on exit."""
+
+    backend = "memory"
+
+    def __init__(
+        self,
+        key_prefix: str = "",
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sweep_interval: float = 5.0,
+    ) -> None:
+        self._prefix = key_prefix
+        self._clock = clock
+        self._sweep_interval = sweep_interval
+        self._next_sweep = clock() + sweep_interval
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._subscribers: dict[str, list[_MemorySubscription]] = {}
+
+    def _key(self, key: str) -> str:
+        """Apply the key prefix."""
+        return self._prefix + key
+
+    def _live_entry(self, name: str, now: float) -> _Entry | None:
+        """Return the unexpired entry at ``name``, dropping it if expired; caller holds lock."""
+        entry = self._entries.get(name)
+        if entry is not None and entry.expires_at is not None and entry.expires_at <= now:
+            del self._entries[name]
+            return None
+        return entry
+
+    def _typed_entry(self, name: str, kind: str, now: float) -> _Entry | None:
+        """Return the live entry at ``name`` after checking it holds ``kind``; caller holds lock."""
+        entry = self._live_entry(name, now)
+        if entry is not None and entry.kind != kind:
+            raise ValueError(f"key {name!r} holds a {entry.kind}, not a {kind}")
+        return entry
+
+    def _maybe_sweep(self, now: float) -> None:
+        """Drop all expired entries at most once per sweep interval; caller holds lock."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self._sweep_interval
+        expired = [
+            name
+            for name, entry in self._entries.items()
+            if entry.expires_at is not None and entry.expires_at <= now
+        ]
+        for name in expired:
+            del self._entries[name]
+
+    def _expiry(self, ttl: float | None, now: float) -> float | None:
+        """Turn a relative ttl into an absolute clock deadline."""
+        return None if ttl is None else now + ttl
+
+    def get(self, key: str) -> str | None:
+        """Return the value stored at ``key``, or None if absent."""
+        with self._lock:
+            entry = self._typed_entry(self._key(key), _STRING, self._clock())
+            return None if entry is None else entry.value
+
+    def set(self, key: str, value: str, ttl: float | None = None, *, nx: bool = False) -> bool:
+        """Store ``value`` (optionally only if absent) with an optional ttl; return if set."""
+        _validate_ttl(ttl)
+        name = self._key(key)
+        with self._lock:
+            now = self._clock()
+            self._maybe_sweep(now)
+            if nx and self._live_entry(name, now) is not None:
+                return False
+            self._entries[name] = _Entry(_STRING, value, self._expiry(ttl, now))
+            return True
+
+    def delete(self, *keys: str) -> int:
+        """Remove ``keys`` and return how many existed."""
+        removed = 0
+        with self._lock:
+            now = self._clock()
+            for name in dict.fromkeys(self._key(key) for key in keys):
+                if self._live_entry(name, now) is not None:
+                    del self._entries[name]
+                    removed += 1
+        return removed
+
+    def ttl(self, key: str) -> float | None:
+        """Return seconds until ``key`` expires, or None if absent or persistent."""
+        with self._lock:
+            now = self._clock()
+            entry = self._live_entry(self._key(key), now)
+            if entry is None or entry.expires_at is None:
+                return None
+            return entry.expires_at - now
+
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Atomically add ``amount``; ``ttl`` applies only when this call creates the key."""
+        _validate_ttl(ttl)
+        name = self._key(key)
+        with self._lock:
+            now = self._clock()
+            self._maybe_sweep(now)
+            entry = self._typed_entry(name, _STRING, now)
+            if entry is None:
+                self._entries[name] = _Entry(_STRING, str(amount), self._expiry(ttl, now))
+                return amount
+            total = _parse_counter(name, entry.value) + amount
+            entry.value = str(total)
+            return total
+
+    def hit_window(self, key: str, limit: int, window: float) -> WindowResult:
+        """Record a hit if fewer than ``limit`` hits fall in the last ``window`` seconds."""
+        _validate_window(limit, window)
+        name = self._key(key)
+        with self._lock:
+            now = self._clock()
+            self._maybe_sweep(now)
+            entry = self._typed_entry(name, _WINDOW, now)
+            if entry is None:
+                entry = _Entry(_WINDOW, deque())
+                self._entries[name] = entry
+            hits: deque[float] = entry.value
+            cutoff = now - window
+            while hits and hits[0] <= cutoff:
+                hits.popleft()
+            if len(hits) < limit:
+                hits.append(now)
+                entry.expires_at = now + window
+                return WindowResult(allowed=True, count=len(hits), retry_after=0.0)
+            return WindowResult(
+                allowed=False, count=len(hits), retry_after=max(0.0, hits[0] + window - now)
+            )
+
+    def push_recent(self, key: str, value: str, max_len: int, ttl: float | None = None) -> None:
+        """Prepend ``value`` to a list capped at ``max_len`` entries (newest first)."""
+        _validate_max_len(max_len)
+        _validate_ttl(ttl)
+        name = self._key(key)
+        with self._lock:
+            now = self._clock()
+            self._maybe_sweep(now)
+            entry = self._typed_entry(name, _LIST, now)
+            if entry is None:
+                entry = _Entry(_LIST, deque())
+                self._entries[name] = entry
+            items: deque[str] = entry.value
+            items.appendleft(value)
+            while len(items) > max_len:
+                items.pop()
+            if ttl is not None:
+                entry.expires_at = now + ttl
+
+    def recent(self, key: str, count: int) -> list[str]:
+        """Return up to ``count`` most recent list entries, newest first."""
+        if count < 1:
+            return []
+        with self._lock:
+            entry = self._typed_entry(self._key(key), _LIST, self._clock())
+            if entry is None:
+                return []
+            return list(islice(entry.value, count))
+
+    def publish(self, channel: str, message: str) -> int:
+        """Send ``message`` to every subscriber of ``channel``; return how many got it."""
+        with self._lock:
+            receivers = list(self._subscribers.get(self._key(channel), ()))
+        for subscription in receivers:
+            subscription.inbox.put(Message(channel=channel, data=message))
+        return len(receivers)
+
+    def subscribe(self, *channels: str) -> Subscription:
+        """Subscribe to ``channels``; messages published after this returns are delivered."""
+        if not channels:
+            raise ValueError("subscribe() needs at least one channel")
+        names = tuple(dict.fromkeys(self._key(channel) for channel in channels))
+        subscription = _MemorySubscription(self, names)
+        with self._lock:
+            for name in names:
+                self._subscribers.setdefault(name, []).append(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: _MemorySubscription) -> None:
+        """Detach ``subscription`` from all of its channels."""
+        with self._lock:
+            for name in subscription.channels:
+                listeners = self._subscribers.get(name, [])
+                if subscription in listeners:
+                    listeners.remove(subscription)
+                if not listeners:
+                    self._subscribers.pop(name, None)
+
+    def ping(self) -> bool:
+        """Always True: the in-process store is always reachable."""
+        return True
+
+    def close(self) -> None:
+        """Drop all stored data and detach subscribers."""
+        with self._lock:
+            self._entries.clear()
+            self._subscribers.clear()
+
+
+def make_store(
+    *,
+    redis_host: str | None,
+    redis_port: int = 6379,
+    redis_password: str | None = None,
+    redis_db: int = 0,
+    key_prefix: str = "",
+) -> Store:
+    """Return a RedisStore when ``redis_host`` is set, otherwise a MemoryStore."""
+    if redis_host:
+        return RedisStore(
+            host=redis_host,
+            port=redis_port,
+            password=redis_password,
+            db=redis_db,
+            key_prefix=key_prefix,
+        )
+    return MemoryStore(key_prefix=key_prefix)

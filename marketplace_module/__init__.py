@@ -1,0 +1,3 @@
+"""Module marketplace: catalogue, versions, reviews, installs per entity."""
+
+from . import controllers  # noqa: F401

@@ -1,0 +1,1 @@
+"""Logic of the marketplace app, testable without HTTP."""

@@ -1,0 +1,3 @@
+"""Community portal web UI and OBS overlay pages."""
+
+from . import controllers  # noqa: F401

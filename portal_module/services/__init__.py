@@ -1,0 +1,1 @@
+"""Logic of the portal app, testable without HTTP."""

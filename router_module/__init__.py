@@ -1,0 +1,3 @@
+"""The router: events in, commands dispatched, replies delivered (the core of WaddleBot)."""
+
+from . import controllers  # noqa: F401

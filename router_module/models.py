@@ -1,0 +1,119 @@
+"""Router tables: commands, per-entity permissions, executions, module responses.
+
+Pure definitions (no app imports) so ``waddlebot migrate`` can load them alone.
+"""
+
+from pydal import Field
+
+from waddlebot.db import index, utcnow
+
+COMMAND_TYPES = ("container", "lambda", "openwhisk", "webhook")
+BUILTIN_TYPE = "builtin"
+TRIGGER_TYPES = ("command", "event", "both")
+EXECUTION_MODES = ("sequential", "parallel")
+PREFIXES = ("!", "#")
+
+
+def define_tables(db) -> None:
+    """Define the router's own tables on ``db``."""
+    if "commands" in db.tables:
+        return
+    db.define_table(
+        "commands",
+        Field("command", "string", length=64, notnull=True),
+        Field("prefix", "string", length=1, notnull=True),
+        Field("description", "string", length=512),
+        Field("location_url", "string", length=1024),
+        Field("location", "string", length=16),
+        Field("type", "string", length=16, notnull=True),
+        Field("method", "string", length=8, default="POST"),
+        Field("timeout", "integer", default=10),
+        Field("headers", "json"),
+        Field("auth_required", "boolean", default=False),
+        Field("rate_limit", "integer"),
+        Field("min_role", "string", length=16, default="member"),
+        Field("is_active", "boolean", default=True),
+        Field("module_type", "string", length=16, default="core"),
+        Field("module_id", "reference collector_modules", ondelete="CASCADE"),
+        Field("module_name", "string", length=128),
+        Field("version", "string", length=64),
+        Field("trigger_type", "string", length=16, default="command"),
+        Field("event_types", "json"),
+        Field("priority", "integer", default=100),
+        Field("execution_mode", "string", length=16, default="sequential"),
+        Field("usage_count", "bigint", default=0),
+        Field("created_at", "datetime", default=utcnow),
+        Field("updated_at", "datetime", default=utcnow, update=utcnow),
+    )
+    index(
+        db,
+        "commands",
+        "commands_module_prefix_command",
+        "module_name",
+        "prefix",
+        "command",
+        unique=True,
+    )
+    index(db, "commands", "commands_lookup", "prefix", "command", "is_active")
+    db.define_table(
+        "command_permissions",
+        Field("command_id", "reference commands", ondelete="CASCADE"),
+        Field("entity_id", "string", length=512, notnull=True),
+        Field("is_enabled", "boolean", default=True),
+        Field("config", "json"),
+        Field("permissions", "json"),
+        Field("usage_count", "bigint", default=0),
+        Field("last_used", "datetime"),
+    )
+    index(
+        db,
+        "command_permissions",
+        "command_permissions_pair",
+        "entity_id",
+        "command_id",
+        unique=True,
+    )
+    db.define_table(
+        "command_executions",
+        Field("execution_id", "string", length=64, notnull=True, unique=True),
+        Field("session_id", "string", length=64),
+        Field("command_id", "reference commands", ondelete="SET NULL"),
+        Field("command", "string", length=80),
+        Field("module_name", "string", length=128),
+        Field("entity_id", "string", length=512),
+        Field("user_id", "string", length=255),
+        Field("message_content", "text"),
+        Field("parameters", "json"),
+        Field("location_url", "string", length=1024),
+        Field("request_payload", "json"),
+        Field("response_status", "integer"),
+        Field("response_data", "json"),
+        Field("execution_time_ms", "integer"),
+        Field("error_message", "text"),
+        Field("retry_count", "integer", default=0),
+        Field("status", "string", length=16),
+        Field("created_at", "datetime", default=utcnow),
+    )
+    index(db, "command_executions", "command_executions_entity_time", "entity_id", "created_at")
+    db.define_table(
+        "module_responses",
+        Field("execution_id", "string", length=64),
+        Field("session_id", "string", length=64),
+        Field("entity_id", "string", length=512),
+        Field("module_name", "string", length=128),
+        Field("success", "boolean", default=True),
+        Field("response_action", "string", length=16),
+        Field("response_data", "json"),
+        Field("media_type", "string", length=16),
+        Field("media_url", "string", length=2048),
+        Field("ticker_text", "text"),
+        Field("ticker_duration", "integer"),
+        Field("chat_message", "text"),
+        Field("error_message", "text"),
+        Field("processing_time_ms", "integer"),
+        Field("delivery_status", "string", length=16),
+        Field("delivery_attempts", "integer", default=0),
+        Field("created_at", "datetime", default=utcnow),
+    )
+    index(db, "module_responses", "module_responses_execution", "execution_id")
+    index(db, "module_responses", "module_responses_entity_time", "entity_id", "created_at")

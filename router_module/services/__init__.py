@@ -1,0 +1,1 @@
+"""Router logic, testable without HTTP: processing, registry, identities, engines."""

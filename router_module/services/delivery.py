@@ -1,0 +1,180 @@
+"""Where module responses go (DESIGN §5): chat to the platform's collector, the rest
+to the entity's overlay.
+
+``chat`` responses are pushed once to ``<collector endpoint>/api/<platform>/responses``
+with the service key, off the request thread, retried with back-off while the
+collector is briefly down. ``media``/``ticker``/``form`` responses are published on the
+store channel ``overlay:<entity_id>`` and kept (last 50) for replay. Every response is
+recorded in ``module_responses`` with its delivery status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from waddlebot.contracts import ModuleResponse
+from waddlebot.db import Database
+from waddlebot.http import session
+from waddlebot.store import Store, StoreUnavailable
+
+log = logging.getLogger("waddlebot.router.delivery")
+
+OVERLAY_REPLAY = 50
+
+
+def overlay_channel(entity_id: str) -> str:
+    """Store pub/sub channel of an entity's overlay."""
+    return f"overlay:{entity_id}"
+
+
+class Delivery:
+    """Pushes chat to collectors and overlay responses to the store, recording each."""
+
+    def __init__(
+        self,
+        database: Database,
+        store: Store,
+        *,
+        api_key: str,
+        workers: int = 8,
+        attempts: int = 4,
+        backoff: float = 0.5,
+        timeout: float = 5.0,
+    ):
+        self.database = database
+        self.store = store
+        self.api_key = api_key
+        self.attempts = attempts
+        self.backoff = backoff
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delivery")
+        self._http = session(pool_size=workers * 2, retries=0)
+        self.delivered = 0
+        self.failed = 0
+
+    def collector_endpoint(self, platform: str) -> str | None:
+        """The endpoint of the collector registered last for ``platform``."""
+        with self.database.connection() as db:
+            row = (
+                db(
+                    (db.collector_modules.platform == platform)
+                    & (db.collector_modules.module_type == "collector")
+                    & (db.collector_modules.status == "active")
+                )
+                .select(
+                    db.collector_modules.endpoint_url,
+                    orderby=~db.collector_modules.updated_at | ~db.collector_modules.id,
+                    limitby=(0, 1),
+                )
+                .first()
+            )
+        return row.endpoint_url if row else None
+
+    def record(self, db, response: ModuleResponse, *, context: dict) -> int:
+        """Store one response in ``module_responses``; returns its id."""
+        return db.module_responses.insert(
+            execution_id=context.get("execution_id"),
+            session_id=context.get("session_id"),
+            entity_id=context["entity_id"],
+            module_name=response.module_name,
+            success=response.success,
+            response_action=response.response_action,
+            response_data=response.to_dict(),
+            media_type=response.media_type,
+            media_url=response.media_url,
+            ticker_text=response.ticker_text,
+            ticker_duration=response.ticker_duration
+            if response.response_action == "ticker"
+            else None,
+            chat_message=response.chat_message,
+            error_message=response.error_message,
+            processing_time_ms=response.processing_time_ms,
+            delivery_status="pending",
+            delivery_attempts=0,
+        )
+
+    def dispatch(
+        self, db, response: ModuleResponse, *, context: dict, moderation: dict | None = None
+    ) -> None:
+        """Record a response and send it on its way (non-blocking for chat)."""
+        row_id = self.record(db, response, context=context)
+        if response.response_action == "chat":
+            if response.chat_message or moderation:
+                db.commit()
+                self._pool.submit(self._push_chat, row_id, response, dict(context), moderation)
+            return
+        self._publish_overlay(db, row_id, response, context)
+
+    def _publish_overlay(self, db, row_id: int, response: ModuleResponse, context: dict):
+        event = {"id": row_id, "entity_id": context["entity_id"], **response.to_dict()}
+        payload = json.dumps(event)
+        try:
+            self.store.push_recent(
+                f"overlay:recent:{context['entity_id']}", payload, OVERLAY_REPLAY
+            )
+            self.store.publish(overlay_channel(context["entity_id"]), payload)
+            status = "published"
+        except StoreUnavailable:
+            status = "failed"
+        db(db.module_responses.id == row_id).update(delivery_status=status, delivery_attempts=1)
+
+    def _push_chat(
+        self, row_id: int, response: ModuleResponse, context: dict, moderation: dict | None
+    ) -> None:
+        platform = context["platform"]
+        body = {
+            **response.to_dict(),
+            "entity_id": context["entity_id"],
+            "platform": platform,
+            "server_id": context["server_id"],
+            "channel_id": context["channel_id"],
+            "user_id": context.get("user_id"),
+            "session_id": context.get("session_id"),
+            "execution_id": context.get("execution_id"),
+        }
+        if moderation:
+            body["moderation"] = moderation
+        status, attempts = "failed", 0
+        for attempt in range(1, self.attempts + 1):
+            attempts = attempt
+            endpoint = self.collector_endpoint(platform)
+            if endpoint is None:
+                status = "no_collector"
+                break
+            url = f"{endpoint.rstrip('/')}/api/{platform}/responses"
+            try:
+                answer = self._http.post(
+                    url, json=body, timeout=self.timeout, headers={"X-API-Key": self.api_key}
+                )
+                if answer.status_code < 300:
+                    status = "delivered"
+                    break
+                if 400 <= answer.status_code < 500 and answer.status_code != 429:
+                    log.warning("collector %s refused reply: HTTP %s", url, answer.status_code)
+                    break
+            except requests.RequestException as exc:
+                log.info(
+                    "collector %s unreachable (attempt %d): %s", url, attempt, type(exc).__name__
+                )
+            if attempt < self.attempts:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+        if status == "delivered":
+            self.delivered += 1
+        else:
+            self.failed += 1
+        try:
+            with self.database.connection() as db:
+                db(db.module_responses.id == row_id).update(
+                    delivery_status=status, delivery_attempts=attempts
+                )
+        except Exception:  # noqa: BLE001 - bookkeeping must not kill the delivery thread
+            log.exception("could not record delivery of response %s", row_id)
+
+    def shutdown(self) -> None:
+        """Finish pending deliveries (tests, shutdown)."""
+        self._pool.shutdown(wait=True)

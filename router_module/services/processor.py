@@ -1,0 +1,412 @@
+"""The event pipeline (spec "Event Processing Flow").
+
+validate → de-duplicate → entity (first sight creates it) → session → for chat:
+command lookup (``!``/``#``), enabled check, role check, rate limit, execution
+(sequential in priority order, parallel ones concurrently) — or, with no command,
+the string-rule seam; for other events: reputation and event-triggered modules.
+Every execution is recorded; replies go out through :class:`Delivery`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shlex
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from waddlebot.contracts import Event, ModuleResponse, parse_module_answer
+from waddlebot.db import Database, utcnow
+from waddlebot.store import Store
+from waddlebot.web import ValidationError
+
+from ..models import BUILTIN_TYPE
+from .delivery import Delivery
+from .engines import CallResult, ExecutionEngines
+from .identities import Directory, EntityInfo, role_allows
+from .registry import Command, CommandCatalog
+from .reputation import points_for
+
+log = logging.getLogger("waddlebot.router")
+
+
+@dataclasses.dataclass(slots=True)
+class Turn:
+    """Everything known about one event while it is processed."""
+
+    event: Event
+    entity: EntityInfo
+    session_id: str
+    user_id: int
+    role: str | None = None
+
+
+def split_command(content: str) -> tuple[str, str, list[str], str] | None:
+    """``!so bob`` → (``!``, ``so``, [``bob``], ``bob``); None when not a command."""
+    text = content.strip()
+    if len(text) < 2 or text[0] not in "!#" or text[1].isspace():
+        return None
+    head, _, rest = text[1:].partition(" ")
+    try:
+        args = shlex.split(rest)
+    except ValueError:
+        args = rest.split()
+    return text[0], head.lower(), args, rest.strip()
+
+
+class EventProcessor:
+    """Runs one event through the pipeline and reports what it did."""
+
+    def __init__(
+        self,
+        *,
+        settings,
+        database: Database,
+        store: Store,
+        directory: Directory,
+        catalog: CommandCatalog,
+        engines: ExecutionEngines,
+        delivery: Delivery,
+        metrics,
+    ):
+        self.settings = settings
+        self.database = database
+        self.store = store
+        self.directory = directory
+        self.catalog = catalog
+        self.engines = engines
+        self.delivery = delivery
+        self.metrics = metrics
+        #: seam for string-rule moderation: callable(turn, processor) -> dict | None
+        self.string_rules = None
+        self._parallel = ThreadPoolExecutor(
+            max_workers=settings.max_workers, thread_name_prefix="modules"
+        )
+
+    # -- entry point ------------------------------------------------------------------
+    def process(self, event: Event) -> dict:
+        """Process one validated event; returns the ``/events`` answer."""
+        started = time.perf_counter()
+        dedupe_key = None
+        if event.event_id:
+            dedupe_key = f"router:seen:{event.platform}:{event.event_id}"
+            if not self.store.set(dedupe_key, "1", ttl=self.settings.dedupe_window, nx=True):
+                self.metrics.events.labels("duplicate").inc()
+                return {
+                    "status": "duplicate",
+                    "event_id": event.event_id,
+                    "message_type": event.message_type,
+                    "entity_id": event.entity_id,
+                }
+        try:
+            answer = self._process(event)
+        except BaseException:
+            if dedupe_key:
+                # let the collector's retry through: nothing was completed
+                try:
+                    self.store.delete(dedupe_key)
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    pass
+            raise
+        self.metrics.events.labels(answer["status"]).inc()
+        self.metrics.latency.observe(time.perf_counter() - started)
+        return answer
+
+    def _process(self, event: Event) -> dict:
+        entity = self.directory.entity(
+            event.platform, event.server_id, event.channel_id, owner_user_id=event.owner_user_id
+        )
+        base = {
+            "entity_id": entity.entity_id,
+            "message_type": event.message_type,
+            "event_id": event.event_id,
+        }
+        if not entity.is_active:
+            return {
+                **base,
+                "status": "inactive",
+                "session_id": None,
+                "matched": _matched(),
+                "executions": [],
+            }
+        session_id = uuid.uuid4().hex
+        self.store.set(
+            f"{self.settings.session_prefix}{session_id}",
+            entity.entity_id,
+            ttl=self.settings.session_ttl,
+        )
+        user_id = self.directory.user_id(event.platform, event.user_id, event.user_name)
+        turn = Turn(event, entity, session_id, user_id)
+        matched = _matched()
+        executions: list[dict] = []
+        if event.message_type == "chatMessage":
+            parsed = split_command(event.message_content or "")
+            if parsed is not None:
+                executions = self._run_command(turn, parsed, matched)
+            elif self.string_rules is not None:
+                rule = self.string_rules(turn, self)
+                if rule:
+                    matched["string_rule"] = rule.get("rule")
+                    executions = rule.get("executions", [])
+        else:
+            triggered = [
+                c
+                for c in self.catalog.for_event(event.message_type)
+                if self.catalog.enabled(entity, c)
+            ]
+            matched["event_triggers"] = [c.label for c in triggered]
+            if triggered:
+                executions = self._execute(
+                    turn, triggered, prefix=None, name=None, args=[], args_text=""
+                )
+        points = points_for(event.platform, event.message_type, event.metadata)
+        reputation = None
+        if points:
+            total = self.directory.add_reputation(entity.community_id, user_id, points)
+            reputation = {"points": points, "total": total}
+        return {
+            **base,
+            "status": "processed",
+            "session_id": session_id,
+            "matched": matched,
+            "executions": executions,
+            "reputation": reputation,
+        }
+
+    # -- commands ---------------------------------------------------------------------
+    def _run_command(self, turn: Turn, parsed, matched: dict) -> list[dict]:
+        prefix, name, args, args_text = parsed
+        commands = self.catalog.lookup(prefix, name)
+        if not commands:
+            self.metrics.unknown_commands.inc()
+            matched["unknown_command"] = f"{prefix}{name}"
+            return []
+        matched["commands"] = [f"{prefix}{name}"]
+        enabled = [c for c in commands if self.catalog.enabled(turn.entity, c)]
+        if not enabled:
+            return [self._refusal(turn, commands[0], "disabled", args)]
+        return self._execute(
+            turn, enabled, prefix=prefix, name=name, args=args, args_text=args_text
+        )
+
+    def role_of(self, turn: Turn) -> str:
+        """The user's level in this community (computed once per event)."""
+        if turn.role is None:
+            turn.role = self.directory.role_of(
+                turn.entity, turn.user_id, turn.event.user_id, turn.event.user_roles
+            )
+        return turn.role
+
+    def _execute(
+        self, turn: Turn, commands: list[Command], *, prefix, name, args, args_text
+    ) -> list[dict]:
+        ordered = sorted(commands, key=lambda c: (c.priority, c.id))
+        results: dict[int, dict] = {}
+        futures = {}
+        for command in ordered:
+            refusal = self._gate(turn, command, args)
+            if refusal is not None:
+                results[command.id] = refusal
+            elif command.execution_mode == "parallel" and len(ordered) > 1:
+                futures[command.id] = self._parallel.submit(
+                    self._run_one, turn, command, args, args_text
+                )
+        for command in ordered:
+            if command.id not in results and command.id not in futures:
+                results[command.id] = self._run_one(turn, command, args, args_text)
+        for command_id, future in futures.items():
+            results[command_id] = future.result()
+        return [results[c.id] for c in ordered]
+
+    def _gate(self, turn: Turn, command: Command, args) -> dict | None:
+        """Role and rate-limit checks; a refusal record, or None to go ahead."""
+        role = self.role_of(turn)
+        if not role_allows(role, command.min_role):
+            self.metrics.denied.inc()
+            return self._refusal(turn, command, "denied", args)
+        limit = command.rate_limit or self.settings.default_rate_limit
+        key = f"router:rl:{turn.entity.entity_id}:{turn.event.user_id}:{command.id}"
+        if not self.store.hit_window(key, limit, 60.0).allowed:
+            self.metrics.rate_limited.inc()
+            return self._refusal(turn, command, "rate_limited", args, reply=False)
+        return None
+
+    def _refusal(self, turn: Turn, command: Command, status: str, args, reply: bool = True) -> dict:
+        execution_id = uuid.uuid4().hex
+        messages = {
+            "denied": f"@{turn.event.user_name}, {command.label} needs {command.min_role} "
+            f"or higher here.",
+            "disabled": f"{command.label} is not enabled in this community.",
+        }
+        db = self.database.primary
+        db.command_executions.insert(
+            execution_id=execution_id,
+            session_id=turn.session_id,
+            command_id=command.id,
+            command=command.label,
+            module_name=command.module_name,
+            entity_id=turn.entity.entity_id,
+            user_id=turn.event.user_id,
+            message_content=turn.event.message_content,
+            parameters=list(args),
+            status=status,
+            execution_time_ms=0,
+            error_message=messages.get(status, status),
+        )
+        if reply and status in messages:
+            self._reply(turn, messages[status], execution_id, command.module_name)
+        return {
+            "execution_id": execution_id,
+            "command": command.label,
+            "module": command.module_name,
+            "status": status,
+        }
+
+    def payload(self, turn: Turn, command: Command, execution_id: str, args, args_text) -> dict:
+        """The router's call to a module (DESIGN §8)."""
+        event = turn.event
+        return {
+            "session_id": turn.session_id,
+            "execution_id": execution_id,
+            "entity_id": turn.entity.entity_id,
+            "community_id": turn.entity.community_id,
+            "platform": event.platform,
+            "server_id": event.server_id,
+            "channel_id": event.channel_id,
+            "user": {
+                "id": turn.user_id,
+                "platform_user_id": event.user_id,
+                "name": event.user_name,
+                "role": self.role_of(turn),
+            },
+            "command": command.command if command.trigger_type != "event" else None,
+            "prefix": command.prefix,
+            "args": list(args),
+            "args_text": args_text,
+            "message_content": event.message_content,
+            "message_type": event.message_type,
+            "metadata": event.metadata,
+        }
+
+    def _run_one(self, turn: Turn, command: Command, args, args_text) -> dict:
+        execution_id = uuid.uuid4().hex
+        payload = self.payload(turn, command, execution_id, args, args_text)
+        if command.type == BUILTIN_TYPE:
+            started = time.perf_counter()
+            text = self.builtin(turn, command)
+            result = CallResult("success", 200, {"response_action": "chat", "chat_message": text})
+            result.elapsed_ms = int((time.perf_counter() - started) * 1000)
+        else:
+            result = self.engines.call(command, payload)
+        responses: list[ModuleResponse] = []
+        if result.status == "success":
+            try:
+                responses = parse_module_answer(result.data)
+            except ValidationError as exc:
+                result = CallResult(
+                    "failed",
+                    result.http_status,
+                    result.data,
+                    f"module answer invalid: {exc.message}",
+                    result.elapsed_ms,
+                )
+        self.metrics.executions.labels(command.type, result.status).inc()
+        db = self.database.primary
+        db.command_executions.insert(
+            execution_id=execution_id,
+            session_id=turn.session_id,
+            command_id=command.id,
+            command=command.label,
+            module_name=command.module_name,
+            entity_id=turn.entity.entity_id,
+            user_id=turn.event.user_id,
+            message_content=turn.event.message_content,
+            parameters=list(args),
+            location_url=command.location_url,
+            request_payload=payload,
+            response_status=result.http_status,
+            response_data=result.data if isinstance(result.data, (dict, list)) else None,
+            execution_time_ms=result.elapsed_ms,
+            error_message=result.error,
+            status=result.status,
+        )
+        permissions = db.command_permissions
+        db(
+            (permissions.entity_id == turn.entity.entity_id)
+            & (permissions.command_id == command.id)
+        ).update(usage_count=permissions.usage_count + 1, last_used=utcnow())
+        db(db.commands.id == command.id).update(usage_count=db.commands.usage_count + 1)
+        context = {
+            "execution_id": execution_id,
+            "session_id": turn.session_id,
+            "entity_id": turn.entity.entity_id,
+            "platform": turn.event.platform,
+            "server_id": turn.event.server_id,
+            "channel_id": turn.event.channel_id,
+            "user_id": turn.event.user_id,
+        }
+        if result.status != "success":
+            log.info("execution %s of %s failed: %s", execution_id, command.label, result.error)
+            if turn.event.message_type == "chatMessage":
+                reason = (
+                    "timed out"
+                    if result.status == "timeout"
+                    else ("is busy" if result.status == "busy" else "is unavailable")
+                )
+                self._reply(
+                    turn,
+                    f"Sorry, {command.label} {reason} right now; try again in a moment.",
+                    execution_id,
+                    command.module_name,
+                )
+        for response in responses:
+            if response.module_name is None:
+                response = dataclasses.replace(response, module_name=command.module_name)
+            self.delivery.dispatch(db, response, context=context)
+        return {
+            "execution_id": execution_id,
+            "command": command.label,
+            "module": command.module_name,
+            "status": result.status,
+            "execution_time_ms": result.elapsed_ms,
+            **({"error": result.error} if result.error else {}),
+        }
+
+    def _reply(self, turn: Turn, text: str, execution_id: str | None, module: str) -> None:
+        response = ModuleResponse(response_action="chat", chat_message=text, module_name=module)
+        context = {
+            "execution_id": execution_id,
+            "session_id": turn.session_id,
+            "entity_id": turn.entity.entity_id,
+            "platform": turn.event.platform,
+            "server_id": turn.event.server_id,
+            "channel_id": turn.event.channel_id,
+            "user_id": turn.event.user_id,
+        }
+        self.delivery.dispatch(self.database.primary, response, context=context)
+
+    # -- built-in commands --------------------------------------------------------------
+    def builtin(self, turn: Turn, command: Command) -> str:
+        """Answer ``!help`` and ``!modules`` from what is enabled here."""
+        role = self.role_of(turn)
+        available = [
+            c
+            for c in self.catalog.all()
+            if c.trigger_type in ("command", "both")
+            and self.catalog.enabled(turn.entity, c)
+            and role_allows(role, c.min_role)
+        ]
+        if command.command == "help":
+            labels = sorted({c.label for c in available})
+            return "Commands you can use here: " + ", ".join(labels)
+        modules: dict[str, str] = {}
+        for c in self.catalog.all():
+            if self.catalog.enabled(turn.entity, c):
+                modules[c.module_name] = "core" if c.core else "marketplace"
+        listed = ", ".join(f"{name} ({kind})" for name, kind in sorted(modules.items()))
+        return f"Modules in this community: {listed}"
+
+
+def _matched() -> dict:
+    return {"commands": [], "string_rule": None, "event_triggers": []}

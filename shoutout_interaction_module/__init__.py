@@ -1,0 +1,3 @@
+"""Shoutouts (`!so`) with Twitch lookups and overlay media."""
+
+from . import controllers  # noqa: F401

@@ -1,0 +1,1 @@
+"""Logic of the shoutout app, testable without HTTP."""

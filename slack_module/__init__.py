@@ -1,0 +1,3 @@
+"""Slack collector built on slack-sdk."""
+
+from . import controllers  # noqa: F401

@@ -1,0 +1,1 @@
+"""Logic of the slack app, testable without HTTP."""

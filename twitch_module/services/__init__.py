@@ -1,0 +1,1 @@
+"""Logic of the twitch app, testable without HTTP."""
