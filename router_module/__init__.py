@@ -1,3 +1,8 @@
 """The router: events in, commands dispatched, replies delivered (the core of WaddleBot)."""
 
-from . import controllers  # noqa: F401
+from . import (  # noqa: F401
+    controllers,
+    coordination_controllers,
+    responses_controllers,
+    string_rules_controllers,
+)

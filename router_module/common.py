@@ -8,6 +8,7 @@ from . import models
 from .services.delivery import Delivery
 from .services.engines import ExecutionEngines
 from .services.identities import Directory
+from .services.moderation import Moderation
 from .services.processor import EventProcessor
 from .services.rbac import RBACService
 from .services.registry import CommandCatalog, ensure_builtins
@@ -42,6 +43,9 @@ class RouterMetrics:
     unknown_commands = metrics.counter("unknown_commands_total", "Commands nobody serves")
     denied = metrics.counter("denied_total", "Commands refused for the user's role")
     rate_limited = metrics.counter("rate_limited_total", "Commands over the rate limit")
+    string_matches = metrics.counter(
+        "string_matches_total", "Chat lines matched by a string rule", ("action",)
+    )
 
 
 processor = EventProcessor(
@@ -55,6 +59,15 @@ processor = EventProcessor(
     metrics=RouterMetrics,
 )
 
+moderation = Moderation(
+    database,
+    store,
+    allow_private=settings.webhook_allow_private_networks,
+    ttl=settings.command_cache_ttl,
+    executor=batch_pool,
+)
+processor.string_rules = moderation
+
 services.metrics_extras.append(
     lambda: {
         "cache": {
@@ -62,5 +75,9 @@ services.metrics_extras.append(
             "command_reloads": catalog.reloads,
         },
         "delivery": {"delivered": delivery.delivered, "failed": delivery.failed},
+        "string_rules": {
+            "matches": moderation.matches,
+            "webhook_failures": moderation.webhook_failures,
+        },
     }
 )

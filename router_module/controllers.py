@@ -31,6 +31,7 @@ from .common import (
     service_key,
     settings,
 )
+from .services import coordination
 from .services.registry import heartbeat, parse_registration, register_module
 from .services.reputation import ALIASES, points_for
 
@@ -80,20 +81,20 @@ def events_batch():
 def list_commands():
     """Registered commands, filtered by prefix, location, type, module, active."""
     page, per_page = page_params()
-    query = db.commands.id > 0
-    filters = {
-        "prefix": db.commands.prefix,
-        "location": db.commands.location,
-        "type": db.commands.type,
-        "module": db.commands.module_name,
-    }
-    for name, field in filters.items():
-        value = request.query.get(name)
-        if value:
-            query &= field == value
+    filters = {"prefix": "prefix", "location": "location", "type": "type", "module": "module_name"}
+    wanted = {column: request.query.get(name) for name, column in filters.items()}
     active = query_bool("active")
-    if active is not None:
-        query &= db.commands.is_active == active
+
+    def where(d):
+        # built on the DAL that runs it (replica or primary): mixing DALs breaks pydal
+        query = d.commands.id > 0
+        for column, value in wanted.items():
+            if value:
+                query &= d.commands[column] == value
+        if active is not None:
+            query &= d.commands.is_active == active
+        return query
+
     fields = (
         "id",
         "command",
@@ -117,6 +118,7 @@ def list_commands():
     )
 
     def fetch(d):
+        query = where(d)
         total = d(query).count()
         rows = d(query).select(
             orderby=d.commands.prefix | d.commands.command,
@@ -132,15 +134,15 @@ def list_commands():
 def list_entities():
     """Known entities (platform filter, paginated)."""
     page, per_page = page_params()
-    query = db.entities.id > 0
     platform = request.query.get("platform")
-    if platform:
-        query &= db.entities.platform == platform
     active = query_bool("active")
-    if active is not None:
-        query &= db.entities.is_active == active
 
     def fetch(d):
+        query = d.entities.id > 0
+        if platform:
+            query &= d.entities.platform == platform
+        if active is not None:
+            query &= d.entities.is_active == active
         total = d(query).count()
         rows = d(query).select(
             orderby=d.entities.id, limitby=((page - 1) * per_page, page * per_page)
@@ -192,20 +194,18 @@ def modules_heartbeat():
 @endpoint("/api/servers", **API)
 def servers():
     """Monitored servers/channels, e.g. ``?platform=twitch&active=true``."""
-    query = db.servers.id > 0
     platform = request.query.get("platform")
-    if platform:
-        if platform not in PLATFORMS:
-            raise ValidationError(
-                f"platform must be one of {', '.join(PLATFORMS)}", field="platform"
-            )
-        query &= db.servers.platform == platform
+    if platform and platform not in PLATFORMS:
+        raise ValidationError(f"platform must be one of {', '.join(PLATFORMS)}", field="platform")
     active = query_bool("active")
-    if active is not None:
-        query &= db.servers.is_active == active
     page, per_page = page_params()
 
     def fetch(d):
+        query = d.servers.id > 0
+        if platform:
+            query &= d.servers.platform == platform
+        if active is not None:
+            query &= d.servers.is_active == active
         total = d(query).count()
         rows = d(query).select(
             orderby=d.servers.id, limitby=((page - 1) * per_page, page * per_page)
@@ -339,6 +339,9 @@ def gateway_activate():
         _text(body, "channel_id"),
         owner_user_id=_text(body, "owner_user_id", required=False),
         config=config,
+    )
+    coordination.ensure_entity(
+        db, platform=platform, server_id=info.server_id, channel_id=info.channel_id
     )
     return {"entity_id": info.entity_id, "community_id": info.community_id, "is_active": True}
 

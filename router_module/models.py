@@ -117,3 +117,52 @@ def define_tables(db) -> None:
     )
     index(db, "module_responses", "module_responses_execution", "execution_id")
     index(db, "module_responses", "module_responses_entity_time", "entity_id", "created_at")
+    db.define_table(
+        "stringmatch",
+        Field("string", "string", length=1000, notnull=True),
+        Field("match_type", "string", length=16, notnull=True),
+        Field("case_sensitive", "boolean", default=False),
+        Field("enabled_entity_ids", "json"),
+        Field("action", "string", length=16, notnull=True),
+        Field("command_to_execute", "string", length=80),
+        Field("command_parameters", "json"),
+        Field("webhook_url", "string", length=2048),
+        Field("warning_message", "string", length=500),
+        Field("block_message", "string", length=500),
+        Field("priority", "integer", default=100),
+        Field("is_active", "boolean", default=True),
+        Field("match_count", "bigint", default=0),
+        Field("last_matched", "datetime"),
+        Field("created_by", "string", length=255),
+        Field("created_at", "datetime", default=utcnow),
+        Field("updated_at", "datetime", default=utcnow, update=utcnow),
+    )
+    index(db, "stringmatch", "stringmatch_active_priority", "is_active", "priority")
+    db.define_table(
+        "coordination",
+        Field("platform", "string", length=32, notnull=True),
+        Field("server_id", "string", length=255, notnull=True),
+        Field("channel_id", "string", length=255, notnull=True),
+        Field("entity_id", "string", length=512, notnull=True, unique=True),
+        Field("claimed_by", "string", length=255),
+        Field("claimed_at", "datetime"),
+        Field("status", "string", length=16, default="available"),
+        Field("is_live", "boolean", default=False),
+        Field("live_since", "datetime"),
+        Field("viewer_count", "integer", default=0),
+        Field("last_activity", "datetime"),
+        Field("last_check", "datetime"),
+        Field("last_checkin", "datetime"),
+        Field("claim_expires", "datetime"),
+        Field("heartbeat_interval", "integer", default=300),
+        Field("error_count", "integer", default=0),
+        Field("last_error", "text"),
+        Field("metadata", "json"),
+        Field("priority", "integer", default=100),
+        Field("max_containers", "integer", default=1),
+        Field("config", "json"),
+        Field("created_at", "datetime", default=utcnow),
+        Field("updated_at", "datetime", default=utcnow, update=utcnow),
+    )
+    index(db, "coordination", "coordination_claimable", "platform", "claimed_by", "status")
+    index(db, "coordination", "coordination_claimed_by", "claimed_by")

@@ -51,13 +51,14 @@ wait_until() {
 }
 
 # Run a command as the postgres OS user (from / so a private cwd does not cause warnings).
+# fd 9 holds our lock; it is closed for children so daemons they start don't inherit it.
 as_pg() {
     if is_root; then
-        (cd / && runuser -u postgres -- "$@")
+        (cd / && runuser -u postgres -- "$@") 9>&-
     elif [ "$(id -un)" = postgres ]; then
-        (cd / && "$@")
+        (cd / && "$@") 9>&-
     elif command -v sudo >/dev/null 2>&1; then
-        (cd / && sudo -n -u postgres -- "$@")
+        (cd / && sudo -n -u postgres -- "$@") 9>&-
     else
         die "need to run as root or postgres (or have sudo) to manage PostgreSQL"
     fi
@@ -69,11 +70,11 @@ apt_install() {
     command -v apt-get >/dev/null 2>&1 || die "missing packages ($*) and no apt-get"
     if [ "$APT_UPDATED" -eq 0 ]; then
         log "apt-get update"
-        apt-get update -q >&2
+        apt-get update -q >&2 9>&-
         APT_UPDATED=1
     fi
     log "apt-get install -y $*"
-    apt-get install -y -q "$@" >&2
+    apt-get install -y -q "$@" >&2 9>&-
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ start_primary() {
             PGCLUSTER=waddlebot
         fi
         log "creating cluster $PGVER/$PGCLUSTER on port $PRIMARY_PORT"
-        pg_createcluster "$PGVER" "$PGCLUSTER" --port "$PRIMARY_PORT" >&2
+        pg_createcluster "$PGVER" "$PGCLUSTER" --port "$PRIMARY_PORT" >&2 9>&-
         line=$(cluster_line)
     fi
     status=$(awk '{ print $4 }' <<<"$line")
@@ -158,7 +159,7 @@ start_primary() {
         log "starting PostgreSQL cluster $PGVER/$PGCLUSTER"
         ensure_pg_socket_dir
         if is_root; then
-            pg_ctlcluster --skip-systemctl-redirect "$PGVER" "$PGCLUSTER" start >&2
+            pg_ctlcluster --skip-systemctl-redirect "$PGVER" "$PGCLUSTER" start >&2 9>&-
         else
             as_pg pg_ctlcluster "$PGVER" "$PGCLUSTER" start >&2
         fi
@@ -170,7 +171,7 @@ restart_primary() {
     [ -n "$PGCLUSTER" ] || die "cannot restart primary: unknown Debian cluster"
     log "restarting PostgreSQL cluster $PGVER/$PGCLUSTER"
     if is_root; then
-        pg_ctlcluster --skip-systemctl-redirect "$PGVER" "$PGCLUSTER" restart >&2
+        pg_ctlcluster --skip-systemctl-redirect "$PGVER" "$PGCLUSTER" restart >&2 9>&-
     else
         as_pg pg_ctlcluster "$PGVER" "$PGCLUSTER" restart >&2
     fi
@@ -456,7 +457,7 @@ ensure_redis() {
         log "starting redis-server on $REDIS_HOST:$REDIS_PORT"
         mkdir -p /var/log/redis /var/lib/redis
         redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-            --dir /var/lib/redis --logfile /var/log/redis/ci.log >&2
+            --dir /var/lib/redis --logfile /var/log/redis/ci.log >&2 9>&-
         wait_until 10 redis_up || die "redis did not answer PING on $REDIS_HOST:$REDIS_PORT"
     fi
     status_line redis "$REDIS_HOST:$REDIS_PORT" "up (PONG)"
@@ -482,9 +483,10 @@ show_status() {
 # ---------------------------------------------------------------------------------------------
 main() {
     local cmd=${1:-up}
-    if command -v flock >/dev/null 2>&1; then
+    # Serialize concurrent invocations (e.g. parallel tests toggling the replica).
+    if [ "$cmd" != status ] && command -v flock >/dev/null 2>&1; then
         exec 9>>"$LOCK_FILE"
-        flock -w 600 9 || die "could not lock $LOCK_FILE"
+        flock -w 300 9 || die "could not lock $LOCK_FILE"
     fi
     case $cmd in
     up | ensure | all)

@@ -363,6 +363,22 @@ def event_payload(line: str, *, channel: str, user: str, roles: list[str]) -> di
     return payload
 
 
+def expects_reply(answer) -> bool:
+    """Whether the router's answer to one event means a reply may still be pushed."""
+    if not isinstance(answer, Mapping) or not isinstance(answer.get("executions"), list):
+        return True
+    matched = answer.get("matched") if isinstance(answer.get("matched"), Mapping) else {}
+    return bool(answer["executions"] or matched.get("string_rule") or matched.get("event_triggers"))
+
+
+def event_notes(answer) -> list[str]:
+    """Console notes about the router's answer to one line (an unknown command)."""
+    if not isinstance(answer, Mapping) or not isinstance(answer.get("matched"), Mapping):
+        return []
+    unknown = answer["matched"].get("unknown_command")
+    return [f"[no command {unknown} here; try !help]"] if unknown else []
+
+
 def registration_payload(port: int) -> dict:
     """The ``/api/modules/register`` body of the console collector."""
     endpoint = f"http://127.0.0.1:{port}"
@@ -422,6 +438,14 @@ class ConsoleListener:
                 else:
                     self.out.write(text + "\n")
                 self.out.flush()
+
+    def note(self, lines: list[str]) -> None:
+        """Print local lines (errors, hints) without interleaving with pushed replies."""
+        if not lines:
+            return
+        with self._lock:
+            self.out.write("\n".join(lines) + "\n")
+            self.out.flush()
 
     def _handler_class(self):
         listener = self
@@ -483,9 +507,10 @@ def _post(url: str, key: str, body: dict, timeout: float):
     try:
         return session().post(url, json=body, headers={"X-API-Key": key}, timeout=timeout)
     except requests.Timeout:
-        raise CliError(f"the router at {url} did not answer within {timeout:g}s") from None
+        raise CliError(f"{url} did not answer within {timeout:g}s") from None
     except requests.RequestException:
-        raise CliError(f"cannot reach the router at {url} (is `waddlebot up` running?)") from None
+        base = url.split("/api/", 1)[0]
+        raise CliError(f"cannot reach the router at {base} (is `waddlebot up` running?)") from None
 
 
 def _json_or_none(answer):
@@ -539,8 +564,8 @@ def _chat_loop(
             f" ({', '.join(roles) or 'no roles'}). Ctrl-D to quit.",
             flush=True,
         )
-    sent = 0
-    last_sent_at = 0.0
+    expecting = 0
+    last_expected_at = 0.0
     while True:
         if prompt:
             sys.stdout.write(prompt)
@@ -552,21 +577,27 @@ def _chat_loop(
         if not line:
             continue
         body = event_payload(line, channel=args.channel, user=args.user, roles=roles)
-        last_sent_at = time.monotonic()
+        sent_at = time.monotonic()
         answer = _post(f"{url}/api/router/events", key, body, timeout=args.timeout)
-        sent += 1
+        result = _json_or_none(answer)
         if not answer.ok:
-            message = error_message(_json_or_none(answer), f"HTTP {answer.status_code}")
-            print(f"error: {message}", flush=True)
+            listener.note([f"error: {error_message(result, f'HTTP {answer.status_code}')}"])
+            continue
+        listener.note(event_notes(result))
+        if expects_reply(result):
+            expecting += 1
+            last_expected_at = sent_at
     if prompt:
         print("", flush=True)
-    _drain(listener, sent=sent, last_sent_at=last_sent_at, wait=args.wait)
+    _drain(listener, expecting=expecting, last_expected_at=last_expected_at, wait=args.wait)
     return 0
 
 
-def _drain(listener: ConsoleListener, *, sent: int, last_sent_at: float, wait: float) -> None:
-    """After end of input, wait for the replies still on their way."""
-    if not sent:
+def _drain(
+    listener: ConsoleListener, *, expecting: int, last_expected_at: float, wait: float
+) -> None:
+    """After end of input, wait (at most ``wait`` s) for the replies still on their way."""
+    if not expecting:
         return
     eof_at = time.monotonic()
     while True:
@@ -574,7 +605,7 @@ def _drain(listener: ConsoleListener, *, sent: int, last_sent_at: float, wait: f
         if now - eof_at >= wait:
             return
         last = listener.last_reply_at
-        if last is not None and last >= last_sent_at and now - last >= REPLY_QUIET_SECONDS:
+        if last is not None and last >= last_expected_at and now - last >= REPLY_QUIET_SECONDS:
             return
         time.sleep(0.05)
 

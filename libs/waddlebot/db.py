@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from py4web.core import DAL, Fixture
 from pydal import Field
+from pydal._globals import THREAD_LOCAL
 from pydal.migrator import InDBMigrator
 
 log = logging.getLogger("waddlebot.db")
@@ -186,6 +187,9 @@ def define_core_tables(db: DAL) -> None:
 
 
 def _new_dal(uri: str, *, pool_size: int, migrate: bool, folder: str | None) -> DAL:
+    if uri.startswith("postgresql://"):
+        # libpq/SQLAlchemy spelling (the spec's); pydal only knows ``postgres://``
+        uri = "postgres://" + uri[len("postgresql://") :]
     return DAL(
         uri,
         pool_size=pool_size,
@@ -214,7 +218,7 @@ class Database(Fixture):
         pool_size: int = 10,
         migrate: bool = False,
         folder: str | None = None,
-        connect_attempts: int = 5,
+        connect_attempts: int = 3,
     ):
         self.primary_uri = primary_uri
         self.replica_uri = replica_uri or None
@@ -246,7 +250,8 @@ class Database(Fixture):
                 last_error = exc
                 if attempt + 1 < attempts:
                     time.sleep(min(2.0, 0.25 * 2**attempt))
-        reason = str(last_error).strip().splitlines()[0] if last_error else "unknown error"
+        lines = [ln.strip() for ln in str(last_error or "").splitlines() if ln.strip()]
+        reason = lines[-1] if lines else "unknown error"
         raise DatabaseUnavailable(
             f"cannot reach the database at {redact_uri(self.primary_uri)} (DATABASE_URL): {reason}"
         )
@@ -340,8 +345,7 @@ class Database(Fixture):
             self._replica_down_until = time.monotonic() + self.replica_retry_after
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         log.warning("read replica unavailable, reading from primary: %s", first)
-        with contextlib.suppress(Exception):
-            self.replica.recycle_connection_in_pool_or_close(None)
+        _forget_connection(self.replica)
 
     def read(self, fn: Callable[[DAL], object]):
         """Run ``fn(dal)`` on the replica, or on the primary if the replica is down."""
@@ -358,6 +362,10 @@ class Database(Fixture):
                 return result
             except Exception as exc:  # noqa: BLE001 - any replica failure falls back
                 if not _is_connection_error(exc):
+                    # end the failed (aborted) transaction: later reads get a clean connection
+                    state.replica_open = False
+                    with contextlib.suppress(Exception):
+                        self.replica.recycle_connection_in_pool_or_close("rollback")
                     raise
                 state.replica_open = False
                 self._mark_replica_down(exc)
@@ -396,6 +404,21 @@ def _is_connection_error(exc: Exception) -> bool:
     )
 
 
+def _forget_connection(dal: DAL) -> None:
+    """Drop this thread's broken connection of ``dal`` (closed, not returned to the pool).
+
+    pydal's own close() fails forever on a thread whose reconnect died half-way (a
+    connection without a cursor), so the thread would never reach the server again.
+    """
+    adapter = dal._adapter
+    broken = getattr(THREAD_LOCAL, adapter._connection_uname_, None)
+    if broken is not None:
+        with contextlib.suppress(Exception):
+            broken.close()
+    with contextlib.suppress(Exception):
+        adapter.set_connection(None)
+
+
 def _probe(dal: DAL, uri: str) -> dict:
     started = time.perf_counter()
     try:
@@ -405,6 +428,7 @@ def _probe(dal: DAL, uri: str) -> dict:
         finally:
             dal.recycle_connection_in_pool_or_close("rollback")
     except Exception as exc:  # noqa: BLE001 - health reports, never raises
+        _forget_connection(dal)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {"status": "down", "url": redact_uri(uri), "error": first}
     return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}

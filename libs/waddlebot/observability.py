@@ -18,10 +18,10 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _SECRET_PAIR = re.compile(
-    r"(?i)((?:password|passwd|secret|token|api[_-]?key|authorization|client_secret)"
-    r"[\"']?\s*[:=]\s*[\"']?)([^\"'\s,&}]+)"
+    r"(?i)((?:password|passwd|secret|token|api[_-]?key|broker[_-]?key|authorization|client_secret)"
+    r"[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token)\s+)?)([^\"'\s,&}]+)"
 )
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)")
 
 
 def redact(text: str) -> str:

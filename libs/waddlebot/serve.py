@@ -18,7 +18,8 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.util import is_hop_by_hop
 
 from .observability import redact
 from .settings import Env
@@ -147,13 +148,28 @@ def load_apps(app_names: Iterable[str]):
     return application
 
 
+#: gunicorn's "App failed to load" worker exit code: the master stops instead of respawning
+GUNICORN_APP_LOAD_ERROR = 4
+
+
 def wsgi_app(app_name: str):
-    """The WSGI app of one app for gunicorn; exit 1 with a one-line reason if it fails."""
+    """The WSGI app of one app for gunicorn; exit non-zero with a one-line reason if it fails."""
     try:
         return load_apps([app_name])
     except AppLoadError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+        # A gunicorn worker that exits 1 is respawned forever; 4 makes the master halt.
+        in_gunicorn = "gunicorn.arbiter" in sys.modules
+        raise SystemExit(GUNICORN_APP_LOAD_ERROR if in_gunicorn else 1) from None
+
+
+class _ThreadedServerHandler(ServerHandler):
+    """wsgiref's handler, told it runs threaded, dropping hop-by-hop headers apps set."""
+
+    def start_response(self, status, headers, exc_info=None):
+        """Start the response without headers that only the server may set."""
+        kept = [(name, value) for name, value in headers if not is_hop_by_hop(name)]
+        return super().start_response(status, kept, exc_info)
 
 
 class QuietRequestHandler(WSGIRequestHandler):
@@ -161,6 +177,21 @@ class QuietRequestHandler(WSGIRequestHandler):
 
     def log_message(self, format, *args):  # noqa: A002 - stdlib signature
         """Drop the per-request access line."""
+
+    def handle(self):
+        """Handle one request (as the stdlib does, with the threaded handler above)."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        handler = _ThreadedServerHandler(
+            self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=True
+        )
+        handler.request_handler = self
+        handler.run(self.server.get_app())
 
 
 class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

@@ -50,7 +50,7 @@ class ExecutionEngines:
         self._semaphores: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
         self._lambda_client = None
-        self._http = session(pool_size=max(10, settings.max_workers * 2), retries=0)
+        self._session = session(pool_size=max(10, settings.max_workers * 2), retries=0)
 
     def _semaphore(self, module: str) -> threading.BoundedSemaphore:
         with self._lock:
@@ -125,7 +125,7 @@ class ExecutionEngines:
 
     @property
     def _http_session(self) -> requests.Session:
-        return self._http
+        return self._session
 
     def _call_container(self, command: Command, payload: dict, timeout: float) -> CallResult:
         headers = {"X-API-Key": self.settings.api_keys[0].reveal(), **command.headers}

@@ -95,6 +95,7 @@ class Directory:
         self.users = TTLCache(user_ttl, max_items=200_000)
         self.roles = TTLCache(role_ttl, max_items=200_000)
         self._create_lock = threading.Lock()
+        self._user_lock = threading.Lock()
 
     # -- entities ---------------------------------------------------------------------
     def entity(
@@ -226,25 +227,35 @@ class Directory:
         )
         if row is None:
             db = self.database.primary
-            found = (
-                db(
-                    (identities.platform == platform)
-                    & (identities.platform_user_id == platform_user_id)
-                )
-                .select(identities.user_id)
-                .first()
+            query = (identities.platform == platform) & (
+                identities.platform_user_id == platform_user_id
             )
-            if found is None:
-                user = db.users.insert(display_name=user_name)
-                db.user_identities.insert(
-                    user_id=user,
-                    platform=platform,
-                    platform_user_id=platform_user_id,
-                    platform_username=user_name,
-                )
-                bot_id = int(user)
-            else:
-                bot_id = found.user_id
+            # concurrent first sight (batch workers, router replicas): serialise here and
+            # commit under the lock like _create_entity; another process winning the
+            # unique index is read back instead of failing the event
+            with self._user_lock:
+                found = db(query).select(identities.user_id).first()
+                if found is None:
+                    try:
+                        user = db.users.insert(display_name=user_name)
+                        db.user_identities.insert(
+                            user_id=user,
+                            platform=platform,
+                            platform_user_id=platform_user_id,
+                            platform_username=user_name,
+                        )
+                        db.commit()
+                    except Exception as exc:  # noqa: BLE001 - a concurrent creator won
+                        if not _is_unique_violation(exc):
+                            raise
+                        db.rollback()
+                        found = db(query).select(identities.user_id).first()
+                        if found is None:
+                            raise
+                    else:
+                        bot_id = int(user)
+                if found is not None:
+                    bot_id = found.user_id
         else:
             bot_id = row.user_id
         self.users.put(key, bot_id)

@@ -143,7 +143,7 @@ class EventProcessor:
         if event.message_type == "chatMessage":
             parsed = split_command(event.message_content or "")
             if parsed is not None:
-                executions = self._run_command(turn, parsed, matched)
+                executions = self.run_command(turn, parsed, matched)
             elif self.string_rules is not None:
                 rule = self.string_rules(turn, self)
                 if rule:
@@ -175,7 +175,7 @@ class EventProcessor:
         }
 
     # -- commands ---------------------------------------------------------------------
-    def _run_command(self, turn: Turn, parsed, matched: dict) -> list[dict]:
+    def run_command(self, turn: Turn, parsed, matched: dict) -> list[dict]:
         prefix, name, args, args_text = parsed
         commands = self.catalog.lookup(prefix, name)
         if not commands:
@@ -255,7 +255,7 @@ class EventProcessor:
             error_message=messages.get(status, status),
         )
         if reply and status in messages:
-            self._reply(turn, messages[status], execution_id, command.module_name)
+            self.reply(turn, messages[status], execution_id, command.module_name)
         return {
             "execution_id": execution_id,
             "command": command.label,
@@ -337,15 +337,7 @@ class EventProcessor:
             & (permissions.command_id == command.id)
         ).update(usage_count=permissions.usage_count + 1, last_used=utcnow())
         db(db.commands.id == command.id).update(usage_count=db.commands.usage_count + 1)
-        context = {
-            "execution_id": execution_id,
-            "session_id": turn.session_id,
-            "entity_id": turn.entity.entity_id,
-            "platform": turn.event.platform,
-            "server_id": turn.event.server_id,
-            "channel_id": turn.event.channel_id,
-            "user_id": turn.event.user_id,
-        }
+        context = self.context(turn, execution_id)
         if result.status != "success":
             log.info("execution %s of %s failed: %s", execution_id, command.label, result.error)
             if turn.event.message_type == "chatMessage":
@@ -354,7 +346,7 @@ class EventProcessor:
                     if result.status == "timeout"
                     else ("is busy" if result.status == "busy" else "is unavailable")
                 )
-                self._reply(
+                self.reply(
                     turn,
                     f"Sorry, {command.label} {reason} right now; try again in a moment.",
                     execution_id,
@@ -373,18 +365,25 @@ class EventProcessor:
             **({"error": result.error} if result.error else {}),
         }
 
-    def _reply(self, turn: Turn, text: str, execution_id: str | None, module: str) -> None:
-        response = ModuleResponse(response_action="chat", chat_message=text, module_name=module)
-        context = {
+    def context(self, turn: Turn, execution_id: str | None) -> dict:
+        """Where a response for this event goes (delivery context)."""
+        event = turn.event
+        return {
             "execution_id": execution_id,
             "session_id": turn.session_id,
             "entity_id": turn.entity.entity_id,
-            "platform": turn.event.platform,
-            "server_id": turn.event.server_id,
-            "channel_id": turn.event.channel_id,
-            "user_id": turn.event.user_id,
+            "platform": event.platform,
+            "server_id": event.server_id,
+            "channel_id": event.channel_id,
+            "user_id": event.user_id,
         }
-        self.delivery.dispatch(self.database.primary, response, context=context)
+
+    def reply(self, turn: Turn, text: str, execution_id: str | None, module: str) -> None:
+        """Send a chat line back to where the event came from."""
+        response = ModuleResponse(response_action="chat", chat_message=text, module_name=module)
+        self.delivery.dispatch(
+            self.database.primary, response, context=self.context(turn, execution_id)
+        )
 
     # -- built-in commands --------------------------------------------------------------
     def builtin(self, turn: Turn, command: Command) -> str:

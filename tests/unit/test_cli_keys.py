@@ -181,3 +181,52 @@ def test_console_listener_checks_the_key_and_prints_replies(tmp_path):
         finally:
             listener.stop()
     assert out_path.read_text() == "bot> hello alice\n"
+
+
+def test_app_load_errors_become_one_short_line():
+    from waddlebot.serve import AppLoadError, summarize_traceback
+
+    trace = (
+        "Traceback (most recent call last):\n"
+        '  File "/app/router_module/settings.py", line 20, in <module>\n'
+        "    settings = load()\n"
+        "               ^^^^^^\n"
+        "waddlebot.settings.SettingsError: WADDLEBOT_API_KEYS: is required but not set\n"
+    )
+    line = summarize_traceback(trace)
+    assert line == "SettingsError: WADDLEBOT_API_KEYS: is required but not set"
+    chained = (
+        trace
+        + "\nDuring handling of the above exception, another exception occurred:\n\n"
+        + "Traceback (most recent call last):\n"
+        + '  File "/app/libs/waddlebot/db.py", line 9, in _connect_primary\n'
+        + "    raise DatabaseUnavailable(\n"
+        + "waddlebot.db.DatabaseUnavailable: cannot reach the database at "
+        + "postgres://u@db:5432/x (DATABASE_URL): refused\n"
+    )
+    assert summarize_traceback(chained) == (
+        "DatabaseUnavailable: cannot reach the database at postgres://u@db:5432/x "
+        "(DATABASE_URL): refused"
+    )
+    error = AppLoadError({"router_module": line, "portal_module": "was not loaded"})
+    assert str(error).splitlines() == [
+        "router_module: SettingsError: WADDLEBOT_API_KEYS: is required but not set",
+        "portal_module: was not loaded",
+    ]
+
+
+def test_chat_waits_only_for_events_that_may_answer():
+    nothing = {"executions": [], "matched": {"commands": [], "event_triggers": []}}
+    assert not cli.expects_reply(nothing)
+    assert cli.expects_reply({"executions": [{"execution_id": "e1"}], "matched": {}})
+    assert cli.expects_reply({"executions": [], "matched": {"string_rule": {"action": "warn"}}})
+    # an answer of unknown shape: wait, to be safe
+    assert cli.expects_reply({"status": "queued"})
+    assert cli.expects_reply(None)
+
+
+def test_chat_notes_an_unknown_command():
+    answer = {"executions": [], "matched": {"unknown_command": "!nope"}}
+    assert cli.event_notes(answer) == ["[no command !nope here; try !help]"]
+    assert cli.event_notes({"executions": [], "matched": {}}) == []
+    assert cli.event_notes(None) == []

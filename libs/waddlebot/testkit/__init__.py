@@ -1,0 +1,32 @@
+"""Importable test kit: start apps as processes, stub outside services, build events.
+
+Every test layer (unit, integration, e2e, browser, benchmarks) uses the same pieces
+so a platform stub or an event builder exists once.
+"""
+
+from .events import chat_event, platform_event
+from .processes import FleetProcess, free_port
+from .services import (
+    TEST_DATABASE_URL,
+    TEST_REDIS_HOST,
+    TEST_REPLICA_URL,
+    reset_postgres,
+    wait_for_replica,
+)
+from .stubs import Recorded, StubServer, lambda_stub, openwhisk_stub
+
+__all__ = [
+    "FleetProcess",
+    "Recorded",
+    "StubServer",
+    "TEST_DATABASE_URL",
+    "TEST_REDIS_HOST",
+    "TEST_REPLICA_URL",
+    "chat_event",
+    "free_port",
+    "lambda_stub",
+    "openwhisk_stub",
+    "platform_event",
+    "reset_postgres",
+    "wait_for_replica",
+]

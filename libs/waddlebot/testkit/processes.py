@@ -1,0 +1,162 @@
+"""Run WaddleBot apps as real processes on free ports, the way an operator would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+HEALTH_PATHS = {
+    "router_module": "/api/router/health",
+    "marketplace_module": "/api/marketplace/health",
+    "portal_module": "/api/portal/health",
+    "labels_core_module": "/api/labels/health",
+    "kong_admin_broker": "/api/broker/v1/health",
+    "twitch_module": "/api/twitch/health",
+    "discord_module": "/api/discord/health",
+    "slack_module": "/api/slack/health",
+    "ai_interaction_module": "/api/ai/v1/health",
+    "alias_interaction_module": "/api/alias/health",
+    "shoutout_interaction_module": "/api/shoutout/health",
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class FleetProcess:
+    """``waddlebot up`` for chosen apps in a subprocess, with its own data dir and key."""
+
+    def __init__(
+        self,
+        apps: list[str] | None = None,
+        *,
+        env: dict | None = None,
+        data_dir: str | Path | None = None,
+        api_key: str = "test-key",
+        port: int | None = None,
+    ):
+        self.apps = apps
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_key = api_key
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="waddlebot-test-"))
+        self.log_path = self.data_dir / "fleet.log"
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DATABASE_URL", "READ_REPLICA_URL", "REDIS_"))
+        }
+        base.update(
+            {
+                "WADDLEBOT_API_KEYS": api_key,
+                "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+                "LOG_LEVEL": "INFO",
+            }
+        )
+        base.update(env or {})
+        self.env = base
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def headers(self) -> dict:
+        """Headers carrying the service key."""
+        return {"X-API-Key": self.api_key}
+
+    def start(self, timeout: float = 60.0) -> FleetProcess:
+        """Start and wait until every chosen app answers its health check."""
+        command = [
+            sys.executable,
+            "-m",
+            "waddlebot.cli",
+            "up",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        if self.apps:
+            command += ["--apps", ",".join(self.apps)]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = log
+        self.process = subprocess.Popen(
+            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        paths = [HEALTH_PATHS[a] for a in (self.apps or ["router_module"])]
+        deadline = time.monotonic() + timeout
+        pending = list(paths)
+        while pending:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"fleet exited with {self.process.returncode}:\n{self.logs()[-3000:]}"
+                )
+            try:
+                if requests.get(self.url + pending[0], timeout=2).status_code < 500:
+                    pending.pop(0)
+                    continue
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"fleet not healthy after {timeout}s:\n{self.logs()[-3000:]}")
+            time.sleep(0.1)
+        return self
+
+    def logs(self) -> str:
+        """Everything the process printed."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not stop in time; returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def restart(self, timeout: float = 60.0) -> FleetProcess:
+        """Stop and start again on the same port and data dir."""
+        self.stop()
+        return self.start(timeout)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        """GET with the service key."""
+        kwargs.setdefault("headers", self.headers)
+        return requests.get(self.url + path, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+    def post(self, path: str, json=None, **kwargs) -> requests.Response:
+        """POST JSON with the service key."""
+        kwargs.setdefault("headers", self.headers)
+        return requests.post(
+            self.url + path, json=json, timeout=kwargs.pop("timeout", 30), **kwargs
+        )
+
+    def __enter__(self) -> FleetProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
