@@ -123,12 +123,13 @@ def submit_response():
 def recent_responses():
     """Recent responses, filtered by entity_id, module_name, response_action, since."""
     page, per_page = page_params()
-    table = db.module_responses
-    query = table.id > 0
+    # the query is built in fetch() on the DAL that runs it (the replica's tables are
+    # not the primary's: mixing them fails with "Name conflict in table list")
+    equal: dict = {}
     for name in ("entity_id", "module_name"):
         value = request.query.get(name)
         if value:
-            query &= table[name] == value
+            equal[name] = value
     action = request.query.get("response_action")
     if action:
         if action not in RESPONSE_ACTIONS:
@@ -136,7 +137,8 @@ def recent_responses():
                 f"response_action must be one of {', '.join(RESPONSE_ACTIONS)}",
                 field="response_action",
             )
-        query &= table.response_action == action
+        equal["response_action"] = action
+    moment = None
     since = request.query.get("since")
     if since:
         try:
@@ -145,13 +147,16 @@ def recent_responses():
             raise ValidationError("since must be an ISO 8601 time", field="since") from None
         if moment.tzinfo is not None:
             moment = moment.astimezone(datetime.UTC).replace(tzinfo=None)
-        query &= table.created_at >= moment
 
     def fetch(d):
+        table = d.module_responses
+        query = table.id > 0
+        for name, value in equal.items():
+            query &= table[name] == value
+        if moment is not None:
+            query &= table.created_at >= moment
         total = d(query).count()
-        rows = d(query).select(
-            orderby=~d.module_responses.id, limitby=((page - 1) * per_page, page * per_page)
-        )
+        rows = d(query).select(orderby=~table.id, limitby=((page - 1) * per_page, page * per_page))
         return total, [_view(r) for r in rows]
 
     total, items = database.read(fetch)

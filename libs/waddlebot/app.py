@@ -19,8 +19,9 @@ from . import store as store_module
 from .auth import KongConsumer, ServiceKey
 from .db import Database, TableDefiner
 from .observability import Metrics, configure_logging, health_report
+from .openapi import build_document
 from .settings import CommonSettings
-from .web import ServiceUnavailable, register_error_translator
+from .web import ENDPOINTS, ServiceUnavailable, register_error_translator
 
 _shared_lock = threading.Lock()
 _shared_databases: dict[tuple, Database] = {}
@@ -112,6 +113,29 @@ class AppServices:
 
     def _register_standard_endpoints(self) -> None:
         services = self
+        app_name = action.app_name
+
+        @action(f"{self.api_prefix}/openapi.json", method=["GET"])
+        def openapi():
+            """The app's OpenAPI 3.1 document, generated from its registered routes."""
+            return build_document(
+                app_name,
+                title=f"WaddleBot {services.short_name} API",
+                version=services.settings.module_version,
+                server_url=services.settings.public_base_url,
+            )
+
+        for path, summary, keyed in (
+            (f"{self.api_prefix}/health", "Health: database primary/replica and store", False),
+            (f"{self.api_prefix}/metrics", "Metrics as JSON or Prometheus text", True),
+        ):
+            ENDPOINTS[(app_name, path, "GET")] = {
+                "summary": summary,
+                "keyed": keyed,
+                "request_schema": None,
+                "status": 200,
+                "operation_id": f"{self.short_name}_{path.rsplit('/', 1)[-1]}",
+            }
 
         @action(f"{self.api_prefix}/health", method=["GET"])
         def health():

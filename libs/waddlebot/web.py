@@ -146,13 +146,34 @@ def json_errors(func: Callable) -> Callable:
     return wrapper
 
 
-def endpoint(path: str, method: str | Iterable[str] = "GET", uses: Iterable = ()) -> Callable:
+#: what the OpenAPI generator knows about each JSON action: (app, path, method) -> info
+ENDPOINTS: dict[tuple[str, str, str], dict] = {}
+
+
+def endpoint(
+    path: str,
+    method: str | Iterable[str] = "GET",
+    uses: Iterable = (),
+    *,
+    request_schema: dict | None = None,
+    status: int = 200,
+) -> Callable:
     """Register a JSON API action at an absolute path with the given fixtures."""
     methods = [method] if isinstance(method, str) else list(method)
+    uses = tuple(uses)
 
     def decorator(func: Callable) -> Callable:
         guarded = json_errors(action.uses(*uses)(func))
         action(path, method=methods)(guarded)
+        keyed = any(getattr(f, "header", None) == "X-API-Key" for f in uses)
+        for verb in methods:
+            ENDPOINTS[(action.app_name, path, verb.upper())] = {
+                "summary": (func.__doc__ or func.__name__).strip().splitlines()[0],
+                "keyed": keyed,
+                "request_schema": request_schema,
+                "status": status,
+                "operation_id": f"{func.__module__.rsplit('.', 2)[-2]}_{func.__name__}_{verb}",
+            }
         return func
 
     return decorator

@@ -113,7 +113,11 @@ def _whole_servers(db, platform: str, ids: list[int], servers: int) -> list[int]
             chosen.append(row.server_id)
         if len(chosen) == servers:
             break
-    free = table.claimed_by == None  # noqa: E711
+    free = (
+        (table.claimed_by == None)  # noqa: E711
+        & (table.status != "error")
+        & (table.error_count < ERROR_THRESHOLD)
+    )
     rows = db((table.platform == platform) & table.server_id.belongs(chosen) & free).select(
         table.id
     )
@@ -137,8 +141,18 @@ def claim(
     try:
         if cleanup_expired(db, now=now):
             db.commit()
-        rows = held_by(db, container_id, platform)
         by_server = PLATFORM_SCOPE.get(platform) == "server"
+        if postgres and by_server:
+            # A whole-server claim locks candidate rows of more servers than it takes
+            # and then every channel of the chosen ones: concurrent server claimers
+            # would skip each other's candidates (claiming nothing while servers are
+            # free) or split a server. One server claimer per platform at a time
+            # (released at commit); channel platforms keep SKIP LOCKED.
+            db.executesql(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                placeholders=(f"waddlebot:coordination:{platform}",),
+            )
+        rows = held_by(db, container_id, platform)
         held = len({r.server_id for r in rows}) if by_server else len(rows)
         need = max(0, max_claims - held)
         if need:

@@ -16,7 +16,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from waddlebot.contracts import Event, ModuleResponse, parse_module_answer
+from waddlebot.contracts import MAX_MESSAGE, Event, ModuleResponse, parse_module_answer
 from waddlebot.db import Database, utcnow
 from waddlebot.store import Store
 from waddlebot.web import ValidationError
@@ -398,14 +398,22 @@ class EventProcessor:
         ]
         if command.command == "help":
             labels = sorted({c.label for c in available})
-            return "Commands you can use here: " + ", ".join(labels)
+            return _fit("Commands you can use here: " + ", ".join(labels))
         modules: dict[str, str] = {}
         for c in self.catalog.all():
             if self.catalog.enabled(turn.entity, c):
                 modules[c.module_name] = "core" if c.core else "marketplace"
         listed = ", ".join(f"{name} ({kind})" for name, kind in sorted(modules.items()))
-        return f"Modules in this community: {listed}"
+        return _fit(f"Modules in this community: {listed}")
 
 
 def _matched() -> dict:
     return {"commands": [], "string_rule": None, "event_triggers": []}
+
+
+def _fit(text: str) -> str:
+    """A built-in answer cut (at a list separator) to the chat limit of the contract."""
+    if len(text) <= MAX_MESSAGE:
+        return text
+    cut = text.rfind(", ", 0, MAX_MESSAGE - 2)
+    return text[: cut if cut > 0 else MAX_MESSAGE - 2] + " …"

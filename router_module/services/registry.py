@@ -400,10 +400,11 @@ class CommandCatalog:
                     self._permissions_loaded.clear()
             if now - self._loaded_at < self.ttl:
                 return
-            self._load()
+            # a reload forced by a change reads the primary: the replica may lag behind it
+            self._load(from_primary=self._loaded_at == 0.0)
             self._loaded_at = time.monotonic()
 
-    def _load(self) -> None:
+    def _load(self, *, from_primary: bool = False) -> None:
         def fetch(d):
             joined = d(d.commands.is_active == True).select(  # noqa: E712
                 d.commands.ALL,
@@ -414,7 +415,11 @@ class CommandCatalog:
             )
             return [_command(r.commands, r.collector_modules) for r in joined]
 
-        commands = self.database.read(fetch)
+        if from_primary:
+            with self.database.connection() as primary:
+                commands = fetch(primary)
+        else:
+            commands = self.database.read(fetch)
         by_name: dict[tuple[str, str], list[Command]] = {}
         by_event: dict[str, list[Command]] = {}
         for command in commands:
