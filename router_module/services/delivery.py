@@ -110,6 +110,23 @@ class Delivery:
             return
         self._publish_overlay(db, row_id, response, context)
 
+    def dispatch_all(self, db, responses: list[ModuleResponse], *, context: dict) -> None:
+        """Record several responses of one answer; chat lines reach the collector in order."""
+        chats = []
+        for response in responses:
+            row_id = self.record(db, response, context=context)
+            if response.response_action != "chat":
+                self._publish_overlay(db, row_id, response, context)
+            elif response.chat_message:
+                chats.append((row_id, response))
+        if chats:
+            db.commit()
+            self._pool.submit(self._push_in_order, chats, dict(context))
+
+    def _push_in_order(self, chats: list, context: dict) -> None:
+        for row_id, response in chats:
+            self._push_chat(row_id, response, context, None)
+
     def _publish_overlay(self, db, row_id: int, response: ModuleResponse, context: dict):
         event = {"id": row_id, "entity_id": context["entity_id"], **response.to_dict()}
         payload = json.dumps(event)

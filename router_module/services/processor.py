@@ -160,7 +160,9 @@ class EventProcessor:
                 executions = self._execute(
                     turn, triggered, prefix=None, name=None, args=[], args_text=""
                 )
-        points = points_for(event.platform, event.message_type, event.metadata)
+        # a line an alias expanded was already counted when the user typed the alias
+        rerouted = bool(event.metadata.get("alias"))
+        points = 0 if rerouted else points_for(event.platform, event.message_type, event.metadata)
         reputation = None
         if points:
             total = self.directory.add_reputation(entity.community_id, user_id, points)
@@ -352,10 +354,11 @@ class EventProcessor:
                     execution_id,
                     command.module_name,
                 )
-        for response in responses:
-            if response.module_name is None:
-                response = dataclasses.replace(response, module_name=command.module_name)
-            self.delivery.dispatch(db, response, context=context)
+        named = [
+            r if r.module_name else dataclasses.replace(r, module_name=command.module_name)
+            for r in responses
+        ]
+        self.delivery.dispatch_all(db, named, context=context)
         return {
             "execution_id": execution_id,
             "command": command.label,
