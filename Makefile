@@ -15,7 +15,7 @@ TEST_ENV := WADDLEBOT_TEST_DATABASE_URL='$(WADDLEBOT_TEST_DATABASE_URL)' \
 	WADDLEBOT_TEST_REPLICA_URL='$(WADDLEBOT_TEST_REPLICA_URL)' \
 	WADDLEBOT_TEST_REDIS_HOST='$(WADDLEBOT_TEST_REDIS_HOST)'
 
-.PHONY: .venv run services lint test browser-deps bench clean
+.PHONY: .venv run services tools lint test browser-deps bench clean
 
 .venv: $(STAMP)
 
@@ -32,11 +32,15 @@ run: .venv
 services:
 	bash scripts/services.sh
 
+# Offline validators (deck, docker-compose, kubectl check) and the browser for tests/browser.
+tools: .venv browser-deps
+	bash scripts/deploy-tools.sh
+
 lint: .venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: .venv services lint
+test: .venv services tools lint
 	$(TEST_ENV) $(VENV)/bin/python -m pytest -q tests
 
 browser-deps:
