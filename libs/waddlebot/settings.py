@@ -93,6 +93,8 @@ class Env:
     def float(self, name: str, default=_MISSING, *, minimum: float | None = None):
         """A float, optionally bounded below."""
         value = self._raw(name, default)
+        if value is None:
+            return None
         try:
             number = float(value)
         except (TypeError, ValueError):
