@@ -1,3 +1,3 @@
 """Community portal web UI and OBS overlay pages."""
 
-from . import controllers  # noqa: F401
+from . import api_controllers, controllers, overlay_controllers  # noqa: F401

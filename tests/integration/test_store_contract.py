@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+
 from waddlebot.store import (
     MemoryStore,
     Message,
