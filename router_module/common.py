@@ -23,8 +23,16 @@ store = services.store
 service_key = services.service_key
 metrics = services.metrics
 
-with database.connection() as _db:
-    ensure_builtins(_db)
+for _attempt in range(3):
+    # several gunicorn workers boot at once on a fresh database: the loser of the
+    # insert race rolls back and finds the winner's rows on the next pass
+    try:
+        with database.connection() as _db:
+            ensure_builtins(_db)
+        break
+    except Exception as _exc:  # noqa: BLE001 - only a unique violation is expected
+        if "unique" not in str(_exc).lower() and "duplicate" not in str(_exc).lower():
+            raise
 
 directory = Directory(database, entity_ttl=settings.entity_cache_ttl)
 catalog = CommandCatalog(database, store, ttl=settings.command_cache_ttl)

@@ -190,7 +190,7 @@ def _new_dal(uri: str, *, pool_size: int, migrate: bool, folder: str | None) -> 
     if uri.startswith("postgresql://"):
         # libpq/SQLAlchemy spelling (the spec's); pydal only knows ``postgres://``
         uri = "postgres://" + uri[len("postgresql://") :]
-    return DAL(
+    dal = DAL(
         uri,
         pool_size=pool_size,
         migrate=migrate,
@@ -201,6 +201,36 @@ def _new_dal(uri: str, *, pool_size: int, migrate: bool, folder: str | None) -> 
         adapter_args={"migrator": InDBMigrator},
         attempts=1,
     )
+    _test_only_idle_connections(dal)
+    return dal
+
+
+#: a pooled connection released less than this many seconds ago is trusted without a probe
+CONNECTION_TRUST_SECONDS = 5.0
+
+
+def _test_only_idle_connections(dal: DAL) -> None:
+    """pydal probes every pooled connection with ``SELECT 1`` when it is taken (a round
+    trip, and a transaction to commit, per request); probe only those idle for a while."""
+    adapter = dal._adapter
+    probe = adapter.test_connection
+    released: dict[int, float] = {}
+
+    def test_connection():
+        connection = getattr(THREAD_LOCAL, adapter._connection_uname_, None)
+        last = released.pop(id(connection), None)
+        if last is not None and time.monotonic() - last < CONNECTION_TRUST_SECONDS:
+            return None
+        return probe()
+
+    adapter.test_connection = test_connection
+    dal.__dict__["_waddlebot_released"] = released
+
+
+def _note_release(dal: DAL) -> None:
+    connection = getattr(THREAD_LOCAL, dal._adapter._connection_uname_, None)
+    if connection is not None:
+        dal.__dict__["_waddlebot_released"][id(connection)] = time.monotonic()
 
 
 class Database(Fixture):
@@ -279,7 +309,9 @@ class Database(Fixture):
         if state.replica_open:
             state.replica_open = False
             with contextlib.suppress(Exception):
+                _note_release(self.replica)
                 self.replica.recycle_connection_in_pool_or_close("rollback")
+        _note_release(self.primary)
         self.primary.recycle_connection_in_pool_or_close(action)
 
     def on_request(self, context):
