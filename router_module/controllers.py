@@ -173,6 +173,7 @@ def modules_register():
     result = register_module(db, registration)
     db.commit()
     catalog.invalidate()
+    delivery.forget_endpoints()
     if result["created"]:
         set_status(201)
     return result

@@ -56,9 +56,26 @@ class Delivery:
         self._http = session(pool_size=workers * 2, retries=0)
         self.delivered = 0
         self.failed = 0
+        self._endpoints: dict[str, tuple[float, str | None]] = {}
+
+    #: seconds a looked-up collector endpoint is reused (a re-registration shows up after)
+    endpoint_ttl = 2.0
 
     def collector_endpoint(self, platform: str) -> str | None:
-        """The endpoint of the collector registered last for ``platform``."""
+        """The endpoint of the collector registered last for ``platform`` (cached briefly)."""
+        cached = self._endpoints.get(platform)
+        if cached is not None and time.monotonic() - cached[0] < self.endpoint_ttl:
+            return cached[1]
+        endpoint = self._lookup_endpoint(platform)
+        if endpoint is not None:  # a collector may register any moment: never cache "none"
+            self._endpoints[platform] = (time.monotonic(), endpoint)
+        return endpoint
+
+    def forget_endpoints(self) -> None:
+        """Drop cached collector endpoints (after a registration in this process)."""
+        self._endpoints.clear()
+
+    def _lookup_endpoint(self, platform: str) -> str | None:
         with self.database.connection() as db:
             row = (
                 db(
@@ -175,6 +192,7 @@ class Delivery:
                     log.warning("collector %s refused reply: HTTP %s", url, answer.status_code)
                     break
             except requests.RequestException as exc:
+                self._endpoints.pop(platform, None)
                 log.info(
                     "collector %s unreachable (attempt %d): %s", url, attempt, type(exc).__name__
                 )

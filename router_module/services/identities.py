@@ -281,24 +281,21 @@ class Directory:
 
     # -- roles ------------------------------------------------------------------------
     def stored_role(self, community_id: int, user_id: int) -> str:
-        """The role ``community_rbac`` stores (member when none)."""
-        key = (community_id, user_id)
-        cached = self.roles.get(key)
-        if cached is not None:
-            return cached
-        row = self.database.read(
-            lambda d: (
-                d(
-                    (d.community_rbac.community_id == community_id)
-                    & (d.community_rbac.user_id == user_id)
+        """The role ``community_rbac`` stores (member when none).
+
+        A community's whole role map is cached (it only has rows for people with a
+        role), so a member's command costs no database read.
+        """
+        roles = self.roles.get(community_id)
+        if roles is None:
+            rows = self.database.read(
+                lambda d: d(d.community_rbac.community_id == community_id).select(
+                    d.community_rbac.user_id, d.community_rbac.role
                 )
-                .select(d.community_rbac.role)
-                .first()
             )
-        )
-        role = row.role if row else "member"
-        self.roles.put(key, role)
-        return role
+            roles = {r.user_id: r.role for r in rows}
+            self.roles.put(community_id, roles)
+        return roles.get(user_id, "member")
 
     def role_of(self, entity: EntityInfo, user_id: int, platform_user_id: str, badges) -> str:
         """The user's level here: the higher of platform badges and stored role."""
@@ -312,7 +309,7 @@ class Directory:
     def set_role(self, community_id: int, user_id: int, role: str, assigned_by: str) -> None:
         """Store a role for a user in a community (upsert)."""
         self._set_role(self.database.primary, community_id, user_id, role, assigned_by)
-        self.roles.pop((community_id, user_id))
+        self.roles.pop(community_id)
 
     @staticmethod
     def _set_role(db, community_id, user_id, role, assigned_by) -> None:

@@ -333,11 +333,12 @@ class EventProcessor:
             error_message=result.error,
             status=result.status,
         )
-        permissions = db.command_permissions
-        db(
-            (permissions.entity_id == turn.entity.entity_id)
-            & (permissions.command_id == command.id)
-        ).update(usage_count=permissions.usage_count + 1, last_used=utcnow())
+        if self.catalog.has_override(turn.entity, command):
+            permissions = db.command_permissions
+            db(
+                (permissions.entity_id == turn.entity.entity_id)
+                & (permissions.command_id == command.id)
+            ).update(usage_count=permissions.usage_count + 1, last_used=utcnow())
         db(db.commands.id == command.id).update(usage_count=db.commands.usage_count + 1)
         context = self.context(turn, execution_id)
         if result.status != "success":

@@ -446,6 +446,10 @@ class CommandCatalog:
         self._fresh()
         return self._all
 
+    def has_override(self, entity: EntityInfo, command: Command) -> bool:
+        """Whether a ``command_permissions`` row exists for this command here."""
+        return command.id in self._permissions.get(entity.entity_id, {})
+
     def enabled(self, entity: EntityInfo, command: Command) -> bool:
         """Core modules are on unless switched off here; others only when switched on."""
         self._fresh()
