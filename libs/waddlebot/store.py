@@ -131,6 +131,10 @@ class Store(ABC):
     def set(self, key: str, value: str, ttl: float | None = None, *, nx: bool = False) -> bool:
         """Store ``value`` (optionally only if absent) with an optional ttl; return if set."""
 
+    def set_many(self, items: list[tuple[str, str, float | None, bool]]) -> list[bool]:
+        """Several ``set(key, value, ttl, nx=…)`` in one round trip; returns each result."""
+        return [self.set(key, value, ttl, nx=nx) for key, value, ttl, nx in items]
+
     @abstractmethod
     def delete(self, *keys: str) -> int:
         """Remove ``keys`` and return how many existed."""
@@ -350,6 +354,17 @@ class RedisStore(Store):
         expiry_ms = _to_millis(ttl) if ttl is not None else None
         with self._translated_errors():
             return bool(self._client.set(self._key(key), value, px=expiry_ms, nx=nx))
+
+    def set_many(self, items: list[tuple[str, str, float | None, bool]]) -> list[bool]:
+        """Several sets in one pipelined round trip (not a transaction)."""
+        for _, _, ttl, _ in items:
+            _validate_ttl(ttl)
+        with self._translated_errors():
+            pipe = self._client.pipeline(transaction=False)
+            for key, value, ttl, nx in items:
+                expiry_ms = _to_millis(ttl) if ttl is not None else None
+                pipe.set(self._key(key), value, px=expiry_ms, nx=nx)
+            return [bool(result) for result in pipe.execute()]
 
     def delete(self, *keys: str) -> int:
         """Remove ``keys`` and return how many existed."""

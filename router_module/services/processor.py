@@ -89,18 +89,25 @@ class EventProcessor:
         """Process one validated event; returns the ``/events`` answer."""
         started = time.perf_counter()
         dedupe_key = None
+        session_id = uuid.uuid4().hex
+        session_key = f"{self.settings.session_prefix}{session_id}"
+        writes = [(session_key, event.entity_id, float(self.settings.session_ttl), False)]
         if event.event_id:
             dedupe_key = f"router:seen:{event.platform}:{event.event_id}"
-            if not self.store.set(dedupe_key, "1", ttl=self.settings.dedupe_window, nx=True):
-                self.metrics.events.labels("duplicate").inc()
-                return {
-                    "status": "duplicate",
-                    "event_id": event.event_id,
-                    "message_type": event.message_type,
-                    "entity_id": event.entity_id,
-                }
+            writes.insert(0, (dedupe_key, "1", float(self.settings.dedupe_window), True))
+        # de-duplication and the session in one round trip to the store
+        results = self.store.set_many(writes)
+        if dedupe_key and not results[0]:
+            self.store.delete(session_key)
+            self.metrics.events.labels("duplicate").inc()
+            return {
+                "status": "duplicate",
+                "event_id": event.event_id,
+                "message_type": event.message_type,
+                "entity_id": event.entity_id,
+            }
         try:
-            answer = self._process(event)
+            answer = self._process(event, session_id)
         except BaseException:
             if dedupe_key:
                 # let the collector's retry through: nothing was completed
@@ -113,7 +120,7 @@ class EventProcessor:
         self.metrics.latency.observe(time.perf_counter() - started)
         return answer
 
-    def _process(self, event: Event) -> dict:
+    def _process(self, event: Event, session_id: str) -> dict:
         entity = self.directory.entity(
             event.platform, event.server_id, event.channel_id, owner_user_id=event.owner_user_id
         )
@@ -123,6 +130,7 @@ class EventProcessor:
             "event_id": event.event_id,
         }
         if not entity.is_active:
+            self.store.delete(f"{self.settings.session_prefix}{session_id}")
             return {
                 **base,
                 "status": "inactive",
@@ -130,12 +138,6 @@ class EventProcessor:
                 "matched": _matched(),
                 "executions": [],
             }
-        session_id = uuid.uuid4().hex
-        self.store.set(
-            f"{self.settings.session_prefix}{session_id}",
-            entity.entity_id,
-            ttl=self.settings.session_ttl,
-        )
         user_id = self.directory.user_id(event.platform, event.user_id, event.user_name)
         turn = Turn(event, entity, session_id, user_id)
         matched = _matched()
