@@ -177,9 +177,9 @@ def claim(
 
 
 def release(db, *, container_id: str, entity_ids: list[str] | None = None) -> int:
-    """Give back some or all of a container's claims."""
+    """Give back some (``entity_ids``; an empty list releases none) or all claims."""
     query = db.coordination.claimed_by == container_id
-    if entity_ids:
+    if entity_ids is not None:
         query &= db.coordination.entity_id.belongs(entity_ids)
     return db(query).update(
         claimed_by=None, claimed_at=None, claim_expires=None, status="available"

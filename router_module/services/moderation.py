@@ -71,11 +71,13 @@ class Moderation:
         self.webhook_failures = 0
 
     def _load(self, entity_id: str) -> list[Rule]:
-        rows = self.database.read(
-            lambda d: d(d.stringmatch.is_active == True).select(
+        # From the primary, not the replica: a reload usually follows a rule change
+        # (invalidate), and rules read from a replica that has not replayed it yet would
+        # be cached for the whole TTL (a new rule not enforced, a deleted one still firing).
+        with self.database.connection() as d:
+            rows = d(d.stringmatch.is_active == True).select(
                 orderby=d.stringmatch.priority | d.stringmatch.id
             )
-        )
         return [
             _to_rule(r)
             for r in rows
