@@ -21,8 +21,18 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     """All apps in one process on the embedded default."""
+    # configured platforms, so their endpoints answer as in production instead of the
+    # deliberate "not configured" 503; the platform APIs point at a closed local port
+    twitch = {
+        "TWITCH_APP_ID": "openapi-app",
+        "TWITCH_APP_SECRET": "openapi-secret",
+        "TWITCH_WEBHOOK_SECRET": "openapi-webhook-secret",
+        "TWITCH_REDIRECT_URI": "http://127.0.0.1:9/webhooks/twitch/auth/callback",
+        "TWITCH_API_BASE_URL": "http://127.0.0.1:9/helix",
+        "TWITCH_AUTH_BASE_URL": "http://127.0.0.1:9/oauth2",
+    }
     with FleetProcess(
-        data_dir=tmp_path_factory.mktemp("openapi"), api_key="openapi-key"
+        data_dir=tmp_path_factory.mktemp("openapi"), api_key="openapi-key", env=twitch
     ) as running:
         yield running
 

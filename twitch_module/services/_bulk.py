@@ -1,0 +1,62 @@
+"""Insert many rows at once, skipping those whose unique key is already stored.
+
+On PostgreSQL one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` does it in
+one round trip, with values represented the way pydal stores them (booleans ``'T'``/
+``'F'``, JSON as text, timestamps to the second). Elsewhere (SQLite: no round trips)
+pydal selects the keys present and inserts the others one by one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+
+class MissingUniqueIndex(RuntimeError):
+    """The table lacks the unique index ``ON CONFLICT`` needs (not migrated)."""
+
+
+def _postgres_value(value):
+    """A value as pydal stores it on PostgreSQL."""
+    if isinstance(value, bool):
+        return "T" if value else "F"
+    if isinstance(value, datetime.datetime):
+        return value.replace(microsecond=0)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return value
+
+
+def insert_many(db, table: str, rows: list[dict], *, unique: str, multirow: bool = True) -> dict:
+    """Insert ``rows`` (same keys each) unless their ``unique`` value exists; {key: new id}."""
+    if not rows:
+        return {}
+    if multirow and db._adapter.dbengine == "postgres":
+        return _insert_postgres(db, table, rows, unique)
+    target = db[table]
+    keys = [row[unique] for row in rows]
+    present = {r[unique] for r in db(target[unique].belongs(keys)).select(target[unique])}
+    inserted: dict = {}
+    for row in rows:
+        if row[unique] in present or row[unique] in inserted:
+            continue
+        inserted[row[unique]] = target.insert(**row)
+    return inserted
+
+
+def _insert_postgres(db, table: str, rows: list[dict], unique: str) -> dict:
+    columns = list(rows[0])
+    single = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    names = ", ".join(f'"{name}"' for name in columns)
+    sql = (
+        f'INSERT INTO "{table}" ({names}) VALUES '
+        + ", ".join([single] * len(rows))
+        + f' ON CONFLICT ("{unique}") DO NOTHING RETURNING "{unique}", "id"'
+    )
+    values = [_postgres_value(row.get(name)) for row in rows for name in columns]
+    try:
+        return {key: new_id for key, new_id in db.executesql(sql, placeholders=values)}
+    except Exception as exc:
+        if "ON CONFLICT" in str(exc).upper():
+            raise MissingUniqueIndex(f"{table}.{unique} has no unique index") from exc
+        raise
