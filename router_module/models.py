@@ -166,3 +166,14 @@ def define_tables(db) -> None:
     )
     index(db, "coordination", "coordination_claimable", "platform", "claimed_by", "status")
     index(db, "coordination", "coordination_claimed_by", "claimed_by")
+    # matches the claim order, so finding candidates is an index scan, not a sort
+    index(
+        db,
+        "coordination",
+        "coordination_claim_order",
+        "platform",
+        "is_live DESC",
+        "priority",
+        "viewer_count DESC",
+        "id",
+    )

@@ -1,0 +1,517 @@
+"""Coordination benchmark: concurrent collector containers claiming entities.
+
+    .venv/bin/python bench/coordination_bench.py [--duration 15] [--claimers 20]
+        [--entities 10000] [--max-claims 5] [--mode processes|threads] [--interval S]
+        [--claim-order-index] [--profile DIR]
+
+Creates a database of its own on the test PostgreSQL primary (dropped at the end),
+loads 10,000 Twitch entities (10 % live, mixed priorities and viewer counts), then
+runs 20 claimers concurrently, each a container with its own id and its own database
+connection, in separate processes by default. A claimer loops *claim rounds* for
+``--duration`` seconds, calling router_module/services/coordination.py directly (what
+the ``/api/router/coordination/*`` handlers run):
+
+    claim(max_claims) → checkin → release_offline(max_claims)
+
+and, outside the timed round, reports a stream going offline / another going live
+(``update_status``) so the claimed set keeps changing.
+
+Double claims are looked for from what the claimers saw, not from the table (whose
+single ``claimed_by`` column cannot show two holders): every call returns what the
+container holds, so each container knows intervals during which it *certainly* held an
+entity (from the end of the call that first showed it to the start of the call that
+released it). Two such intervals of different containers overlapping on one entity is
+a double claim; an entity that vanished from a container's holdings without the
+container releasing it (taken over) is counted as a lost claim. Both must be 0.
+
+Prints ONE JSON object on stdout (logs on stderr); figures are recorded in
+bench/README.md. ``--profile DIR`` records one claimer with ``py-spy`` (wall clock,
+waiting included) and adds its top frames to the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import logging
+import multiprocessing
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as bench  # noqa: E402
+
+log = logging.getLogger("bench.coordination")
+
+ROUTER_DIR = bench.REPO_DIR / "router_module"
+PLATFORM = "twitch"
+LIVE_SHARE = 0.10
+TARGETS = {"claim_round_p99_ms": 50, "double_claims": 0}
+
+
+def _load(name: str, path: Path):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def router_parts():
+    """(models, coordination) of router_module, loaded by path (no app start-up)."""
+    models = _load("bench_router_models", ROUTER_DIR / "models.py")
+    coordination = _load("bench_router_coordination", ROUTER_DIR / "services" / "coordination.py")
+    return models, coordination
+
+
+# -- setup ------------------------------------------------------------------------------
+def admin(sql: str) -> None:
+    import psycopg2
+
+    from waddlebot.testkit import TEST_DATABASE_URL
+
+    connection = psycopg2.connect(TEST_DATABASE_URL)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        connection.close()
+
+
+def create_database() -> tuple[str, str]:
+    """A fresh database on the test primary; (name, url)."""
+    from waddlebot.testkit import TEST_DATABASE_URL
+
+    name = f"waddlebot_bench_coord_{uuid.uuid4().hex[:8]}"
+    admin(f'CREATE DATABASE "{name}"')
+    return name, urlunsplit(urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}"))
+
+
+def load_entities(url: str, count: int, seed: int) -> int:
+    """Migrate the router tables and insert ``count`` Twitch entities; returns live count."""
+    from waddlebot.db import Database
+
+    models, _ = router_parts()
+    database = Database(url, definers=[models.define_tables], migrate=True, pool_size=1)
+    database.close()
+    import psycopg2
+    import psycopg2.extras
+
+    rng = random.Random(seed)
+    rows = []
+    live = 0
+    for i in range(count):
+        is_live = rng.random() < LIVE_SHARE
+        live += is_live
+        rows.append(
+            (
+                PLATFORM,
+                f"bc{i:05d}",
+                f"bc{i:05d}",
+                f"{PLATFORM}:bc{i:05d}:bc{i:05d}",
+                "available",
+                "T" if is_live else "F",  # pydal booleans are CHAR(1) on PostgreSQL
+                rng.randrange(5000) if is_live else 0,
+                rng.choice((10, 50, 100, 100, 100, 200)),
+                0,
+                300,
+                1,
+                "{}",
+                "{}",
+            )
+        )
+    connection = psycopg2.connect(url)
+    try:
+        with connection.cursor() as cursor:
+            psycopg2.extras.execute_values(
+                cursor,
+                "INSERT INTO coordination (platform, server_id, channel_id, entity_id, status, "
+                "is_live, viewer_count, priority, error_count, heartbeat_interval, "
+                "max_containers, metadata, config) VALUES %s",
+                rows,
+                page_size=1000,
+            )
+            cursor.execute("ANALYZE coordination")
+        connection.commit()
+    finally:
+        connection.close()
+    return live
+
+
+def add_claim_order_index(url: str) -> None:
+    """The index the candidate query's ORDER BY … LIMIT could walk instead of sorting."""
+    import psycopg2
+
+    connection = psycopg2.connect(url)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(CLAIM_ORDER_INDEX)
+            cursor.execute("ANALYZE coordination")
+    finally:
+        connection.close()
+    log.info("experiment: %s", CLAIM_ORDER_INDEX)
+
+
+CLAIM_ORDER_INDEX = (
+    "CREATE INDEX IF NOT EXISTS coordination_claim_order ON coordination "
+    "(platform, is_live DESC, priority, viewer_count DESC, id)"
+)
+
+
+# -- one claimer ------------------------------------------------------------------------
+def claimer(
+    index: int,
+    url: str,
+    max_claims: int,
+    entities: int,
+    seed: int,
+    interval: float,
+    ready,
+    go,
+    clock,
+    results,
+) -> None:
+    """Claim rounds from ``clock[0]`` to ``clock[1]`` (wall clock, set by the parent once
+    every claimer is connected and ``go`` is set); put what it saw on ``results``."""
+    from waddlebot.db import Database
+
+    models, coordination = router_parts()
+    container = f"bench-container-{index:02d}"
+    rng = random.Random(seed * 1000 + index)
+    database = Database(url, definers=[models.define_tables], pool_size=1)
+    latencies: list[tuple[float, float]] = []  # (round start, seconds)
+    calls: list[tuple] = []  # (start, end, held ids, released ids, kind)
+    errors: list[str] = []
+    rounds = 0
+
+    def timed(kind: str, fn):
+        started = time.monotonic()
+        answer = fn()
+        ended = time.monotonic()
+        if kind == "claim":
+            held, released = [c["entity_id"] for c in answer], []
+        elif kind == "checkin":
+            held, released = [c["entity_id"] for c in answer["claims"]], []
+        else:
+            held = [c["entity_id"] for c in answer["claimed"]]
+            released = list(answer["released"])
+        calls.append((started, ended, held, released, kind))
+        return held
+
+    try:
+        with database.connection() as db:
+            db.executesql("SELECT 1")
+            db.commit()
+            ready.put(index)
+            go.wait()
+            start_at, stop_at = clock[0], clock[1]
+            delay = start_at - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            while time.time() < stop_at:
+                began = time.monotonic()
+                try:
+                    timed(
+                        "claim",
+                        lambda: coordination.claim(
+                            db, platform=PLATFORM, container_id=container, max_claims=max_claims
+                        ),
+                    )
+                    timed("checkin", lambda: coordination.checkin(db, container_id=container))
+                    db.commit()
+                    held = timed(
+                        "release_offline",
+                        lambda: coordination.release_offline(
+                            db, container_id=container, platform=PLATFORM, max_claims=max_claims
+                        ),
+                    )
+                    db.commit()
+                except Exception as exc:  # noqa: BLE001 - counted and reported
+                    db.rollback()
+                    errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                    continue
+                latencies.append((began, time.monotonic() - began))
+                rounds += 1
+                # not timed: streams end and start (what collectors report)
+                try:
+                    if held and rng.random() < 0.5:
+                        coordination.update_status(db, entity_id=rng.choice(held), is_live=False)
+                    if rng.random() < 0.5:
+                        n = rng.randrange(entities)
+                        other = f"{PLATFORM}:bc{n:05d}:bc{n:05d}"
+                        coordination.update_status(
+                            db, entity_id=other, is_live=True, viewer_count=rng.randrange(5000)
+                        )
+                    db.commit()
+                except Exception as exc:  # noqa: BLE001
+                    db.rollback()
+                    errors.append(f"status {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                if interval:
+                    time.sleep(interval * (0.5 + rng.random()))
+            final = [r.entity_id for r in db(db.coordination.claimed_by == container).select()]
+    finally:
+        database.close()
+    results.put(
+        {
+            "container": container,
+            "latencies": latencies,
+            "calls": calls,
+            "errors": errors,
+            "rounds": rounds,
+            "final": final,
+        }
+    )
+
+
+# -- analysis ---------------------------------------------------------------------------
+def certain_intervals(calls: list[tuple]) -> tuple[dict[str, list[tuple[float, float]]], int]:
+    """Per entity, the intervals this container certainly held it; and lost claims.
+
+    A hold that shows first in call i and is released (by this container) in call k
+    certainly covers [end of call i, start of call k]. A hold that disappears without
+    this container releasing it is a lost claim (someone took it over).
+    """
+    intervals: dict[str, list[tuple[float, float]]] = {}
+    open_since: dict[str, float] = {}
+    last_seen_start: dict[str, float] = {}
+    lost = 0
+    for started, ended, held, released, _kind in calls:
+        held_set = set(held)
+        for entity in released:
+            if entity in open_since:
+                intervals.setdefault(entity, []).append((open_since.pop(entity), started))
+                last_seen_start.pop(entity, None)
+        for entity in list(open_since):
+            if entity not in held_set:
+                lost += 1
+                intervals.setdefault(entity, []).append(
+                    (open_since.pop(entity), last_seen_start.pop(entity))
+                )
+        for entity in held_set:
+            if entity not in open_since:
+                open_since[entity] = ended
+            last_seen_start[entity] = started
+    for entity, since in open_since.items():
+        intervals.setdefault(entity, []).append((since, last_seen_start[entity]))
+    return intervals, lost
+
+
+def double_claims(per_container: dict[str, dict[str, list[tuple[float, float]]]]) -> int:
+    """Overlapping certain-hold intervals of different containers on one entity."""
+    by_entity: dict[str, list[tuple[float, float, str]]] = {}
+    for container, intervals in per_container.items():
+        for entity, spans in intervals.items():
+            for start, end in spans:
+                if end > start:
+                    by_entity.setdefault(entity, []).append((start, end, container))
+    overlaps = 0
+    for spans in by_entity.values():
+        spans.sort()
+        reach_end, reach_owner = None, None
+        for start, end, container in spans:
+            if reach_end is not None and start < reach_end and container != reach_owner:
+                overlaps += 1
+            if reach_end is None or end > reach_end:
+                reach_end, reach_owner = end, container
+    return overlaps
+
+
+# -- main -------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of claim rounds")
+    parser.add_argument("--claimers", type=int, default=20)
+    parser.add_argument("--entities", type=int, default=10_000)
+    parser.add_argument("--max-claims", type=int, default=5)
+    parser.add_argument("--warmup", type=float, default=1.0, help="rounds not measured (s)")
+    parser.add_argument("--mode", choices=("processes", "threads"), default="processes")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--profile", type=Path, help="py-spy one claimer into this folder")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="pause of each claimer between rounds (s); 0 = closed loop (default)",
+    )
+    parser.add_argument(
+        "--claim-order-index",
+        action="store_true",
+        help="experiment: add an index matching the claim order (not in models.py)",
+    )
+    parser.add_argument("--keep-db", action="store_true", help="do not drop the database")
+    args = parser.parse_args(argv)
+    bench.setup_logging()
+
+    name, url = create_database()
+    log.info("database %s", name)
+    try:
+        live = load_entities(url, args.entities, args.seed)
+        log.info("loaded %d entities (%d live)", args.entities, live)
+        if args.claim_order_index:
+            add_claim_order_index(url)
+        result = run(args, url)
+        result["live_at_start"] = live
+    finally:
+        if not args.keep_db:
+            with contextlib.suppress(Exception):
+                admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print(json.dumps(result, indent=2))
+    ok = result["double_claims"] == 0 and result["lost_claims"] == 0 and not result["errors"]
+    return 0 if ok else 1
+
+
+def run(args, url: str) -> dict:
+    # spawn: a forked child would inherit the parent's pooled database connection
+    context = multiprocessing.get_context("spawn")
+    if args.mode == "processes":
+        results, ready = context.Queue(), context.Queue()
+        go, clock = context.Event(), context.Array("d", 2)
+    else:
+        results, ready = _ListQueue(), _ListQueue()
+        go, clock = threading.Event(), [0.0, 0.0]
+    workers = []
+    for i in range(args.claimers):
+        target_args = (
+            i,
+            url,
+            args.max_claims,
+            args.entities,
+            args.seed,
+            args.interval,
+            ready,
+            go,
+            clock,
+            results,
+        )
+        if args.mode == "processes":
+            worker = context.Process(target=claimer, args=target_args, daemon=True)
+        else:
+            worker = threading.Thread(target=claimer, args=target_args, daemon=True)
+        worker.start()
+        workers.append(worker)
+    # start together once every claimer has imported everything and connected
+    for _ in workers:
+        ready.get(timeout=300)
+    start_at = time.time() + 0.5
+    stop_at = start_at + args.warmup + args.duration
+    measure_from = time.monotonic() + (start_at - time.time()) + args.warmup
+    clock[0], clock[1] = start_at, stop_at
+    go.set()
+    log.info("%d claimers connected; measuring %.0f s", len(workers), args.duration)
+    profiler = None
+    if args.profile and args.mode == "processes":
+        args.profile.mkdir(parents=True, exist_ok=True)
+        out = args.profile / "claimer-0.txt"
+        profiler = subprocess.Popen(
+            bench.pyspy_command(workers[0].pid, out, args.warmup + args.duration, mode="idle"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    time.sleep(max(0.0, start_at - time.time()) + args.warmup)
+    cpu_before, t_before = bench.cpu_snapshot(), time.time()
+    time.sleep(max(0.0, stop_at - time.time()))
+    cpu_after, t_after = bench.cpu_snapshot(), time.time()
+    collected = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(10)
+    profile = None
+    if profiler is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            profiler.wait(30)
+        profile = bench.collapsed_top([out], 12, drop_idle=False)
+
+    latencies: list[float] = []
+    rounds = 0
+    errors: list[str] = []
+    per_container = {}
+    lost = 0
+    finals: dict[str, str] = {}
+    final_conflicts = 0
+    by_kind: dict[str, list[float]] = {}
+    for part in collected:
+        calls = part["calls"]
+        for started, ended, _held, _released, kind in calls:
+            if started >= measure_from:
+                by_kind.setdefault(kind, []).append((ended - started) * 1000)
+        # latencies of rounds that started inside the measured window
+        latencies.extend(s for began, s in part["latencies"] if began >= measure_from)
+        rounds += part["rounds"]
+        errors.extend(part["errors"])
+        per_container[part["container"]], container_lost = certain_intervals(calls)
+        lost += container_lost
+        for entity in part["final"]:
+            if entity in finals:
+                final_conflicts += 1
+            finals[entity] = part["container"]
+    doubles = double_claims(per_container) + final_conflicts
+    ms = [v * 1000 for v in latencies]
+
+    def r(value):
+        return None if value is None else round(value, 2)
+
+    pids = [w.pid for w in workers] if args.mode == "processes" else []
+    cpu = bench.cpu_breakdown(cpu_before, cpu_after, t_after - t_before, {"claimers": pids})
+    return {
+        "entities": args.entities,
+        "claimers": args.claimers,
+        "rounds": rounds,
+        "measured_rounds": len(ms),
+        "duration_s": args.duration,
+        "rounds_per_s": round(len(ms) / args.duration, 1),
+        "claim_round_p50_ms": r(bench.percentile(ms, 50)),
+        "claim_round_p90_ms": r(bench.percentile(ms, 90)),
+        "claim_round_p99_ms": r(bench.percentile(ms, 99)),
+        "claim_round_max_ms": r(max(ms) if ms else None),
+        "call_ms": {
+            kind: {"p50": r(bench.percentile(v, 50)), "p99": r(bench.percentile(v, 99))}
+            for kind, v in by_kind.items()
+        },
+        "double_claims": doubles,
+        "lost_claims": lost,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "max_claims": args.max_claims,
+        "mode": args.mode,
+        "interval_s": args.interval,
+        "claim_order_index": args.claim_order_index,
+        "targets": TARGETS,
+        "cpu_cores_used": cpu,
+        **({"profile_claimer_0": profile} if profile else {}),
+        "machine": bench.machine(),
+    }
+
+
+class _ListQueue:
+    """Queue stand-in for --mode threads."""
+
+    def __init__(self):
+        self._items: list = []
+        self._ready = threading.Condition()
+
+    def put(self, item) -> None:
+        with self._ready:
+            self._items.append(item)
+            self._ready.notify_all()
+
+    def get(self, timeout: float):
+        with self._ready:
+            if not self._ready.wait_for(lambda: self._items, timeout):
+                raise TimeoutError("a claimer did not report")
+            return self._items.pop(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
