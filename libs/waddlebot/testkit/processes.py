@@ -52,6 +52,7 @@ class FleetProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="waddlebot-test-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "fleet.log"
         base = {
             k: v
