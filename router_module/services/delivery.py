@@ -15,11 +15,9 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import requests
-
 from waddlebot.contracts import ModuleResponse
 from waddlebot.db import Database
-from waddlebot.http import session
+from waddlebot.http import HttpError, JsonCaller
 from waddlebot.store import Store, StoreUnavailable
 
 log = logging.getLogger("waddlebot.router.delivery")
@@ -53,7 +51,7 @@ class Delivery:
         self.backoff = backoff
         self.timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delivery")
-        self._http = session(pool_size=workers * 2, retries=0)
+        self._caller = JsonCaller(pool_size=workers * 2)
         self.delivered = 0
         self.failed = 0
         self._endpoints: dict[str, tuple[float, str | None]] = {}
@@ -182,16 +180,20 @@ class Delivery:
                 break
             url = f"{endpoint.rstrip('/')}/api/{platform}/responses"
             try:
-                answer = self._http.post(
-                    url, json=body, timeout=self.timeout, headers={"X-API-Key": self.api_key}
+                answer = self._caller.call(
+                    "POST",
+                    url,
+                    payload=body,
+                    timeout=self.timeout,
+                    headers={"X-API-Key": self.api_key},
                 )
-                if answer.status_code < 300:
+                if answer.status < 300:
                     status = "delivered"
                     break
-                if 400 <= answer.status_code < 500 and answer.status_code != 429:
-                    log.warning("collector %s refused reply: HTTP %s", url, answer.status_code)
+                if 400 <= answer.status < 500 and answer.status != 429:
+                    log.warning("collector %s refused reply: HTTP %s", url, answer.status)
                     break
-            except requests.RequestException as exc:
+            except HttpError as exc:
                 self._endpoints.pop(platform, None)
                 log.info(
                     "collector %s unreachable (attempt %d): %s", url, attempt, type(exc).__name__

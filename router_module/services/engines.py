@@ -21,9 +21,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
-from waddlebot.http import session
+from waddlebot.http import HttpError, JsonCaller
 from waddlebot.netguard import check_url
 from waddlebot.web import ValidationError
 
@@ -50,7 +48,7 @@ class ExecutionEngines:
         self._semaphores: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
         self._lambda_client = None
-        self._session = session(pool_size=max(10, settings.max_workers * 2), retries=0)
+        self._caller = JsonCaller(pool_size=max(10, settings.max_workers * 2))
 
     def _semaphore(self, module: str) -> threading.BoundedSemaphore:
         with self._lock:
@@ -89,43 +87,32 @@ class ExecutionEngines:
         return f"{command.module_endpoint.rstrip('/')}/{location.lstrip('/')}"
 
     def _http(
-        self, method: str, url: str, payload: dict, headers: dict, timeout: float, *, auth=None
+        self, method: str, url: str, payload: dict, headers: dict, timeout: float
     ) -> CallResult:
         try:
-            answer = self._http_session.request(
-                method,
-                url,
-                json=payload if method != "GET" else None,
-                params={"payload": json.dumps(payload)} if method == "GET" else None,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=False,
-                auth=auth,
+            answer = self._caller.call(
+                method, url, payload=payload, headers=headers, timeout=timeout
             )
-        except requests.Timeout:
-            return CallResult("timeout", error=f"no answer within {timeout:g}s")
-        except requests.RequestException as exc:
-            return CallResult("failed", error=f"cannot reach module: {type(exc).__name__}")
+        except HttpError as exc:
+            if exc.timeout:
+                return CallResult("timeout", error=f"no answer within {timeout:g}s")
+            return CallResult("failed", error="cannot reach module: connection failed")
         try:
-            data = answer.json() if answer.content else {}
+            data = json.loads(answer.body) if answer.body.strip() else {}
         except ValueError:
             return CallResult(
                 "failed",
-                http_status=answer.status_code,
-                error=f"module answered {answer.status_code} with non-JSON body",
+                http_status=answer.status,
+                error=f"module answered {answer.status} with non-JSON body",
             )
-        if answer.status_code >= 300:
+        if answer.status >= 300:
             return CallResult(
                 "failed",
-                http_status=answer.status_code,
+                http_status=answer.status,
                 data=data,
-                error=f"module answered HTTP {answer.status_code}",
+                error=f"module answered HTTP {answer.status}",
             )
-        return CallResult("success", http_status=answer.status_code, data=data)
-
-    @property
-    def _http_session(self) -> requests.Session:
-        return self._session
+        return CallResult("success", http_status=answer.status, data=data)
 
     def _call_container(self, command: Command, payload: dict, timeout: float) -> CallResult:
         headers = {"X-API-Key": self.settings.api_keys[0].reveal(), **command.headers}
