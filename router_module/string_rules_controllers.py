@@ -7,26 +7,10 @@ from py4web.core import request
 from waddlebot.web import NotFound, endpoint, json_body, page_of, page_params, set_status
 
 from .common import database, db, moderation, service_key, settings
-from .services.string_rules import validate_rule
+from .services.string_rules import COLUMNS, validate_rule
 
 API = dict(uses=(service_key, database))
-FIELDS = (
-    "id",
-    "string",
-    "match_type",
-    "case_sensitive",
-    "enabled_entity_ids",
-    "action",
-    "command_to_execute",
-    "command_parameters",
-    "webhook_url",
-    "warning_message",
-    "block_message",
-    "priority",
-    "is_active",
-    "match_count",
-    "created_by",
-)
+FIELDS = ("id", *COLUMNS, "match_count", "created_by")
 
 
 def _view(row) -> dict:

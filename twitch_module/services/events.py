@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from waddlebot.contracts import entity_id_for
+from waddlebot.twitch import eventsub
 
 PLATFORM = "twitch"
 ANONYMOUS_ID = "anonymous"
@@ -31,18 +32,8 @@ ROLE_ORDER = ("broadcaster", "moderator", "vip", "subscriber")
 #: fixed activity points (spec "Activity Processing"); bits are worth their amount
 ACTIVITY_POINTS = {"follow": 10, "sub": 50, "resub": 50, "raid": 30, "subgift": 60, "ban": -10}
 
-SUPPORTED_TYPES = (
-    "channel.chat.message",
-    "channel.follow",
-    "channel.subscribe",
-    "channel.subscription.message",
-    "channel.subscription.gift",
-    "channel.cheer",
-    "channel.raid",
-    "channel.ban",
-    "stream.online",
-    "stream.offline",
-)
+#: every EventSub type the collector subscribes to is one it can translate
+SUPPORTED_TYPES = eventsub.CHANNEL_TYPES
 
 
 class TranslationError(ValueError):

@@ -12,6 +12,8 @@ from typing import Any
 
 import requests
 
+from waddlebot.http import session
+
 #: answers that mean "this request will never be accepted as it is"
 PERMANENT_STATUSES = frozenset({400, 404, 405, 409, 410, 413, 415, 422})
 
@@ -47,7 +49,7 @@ class RouterClient:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.timeout = timeout
-        self._http = http or _router_session()
+        self._http = http or session(pool_size=16, retries=0)
 
     def post(self, path: str, body: dict, *, timeout: float | None = None) -> Any:
         """POST ``body`` to ``path``; the decoded answer, or RouterRejected/RouterUnavailable."""
@@ -111,24 +113,6 @@ class RouterClient:
     def coordination(self, action: str, body: dict) -> dict:
         """``POST /api/router/coordination/<action>``."""
         return self.post(f"/api/router/coordination/{action}", body) or {}
-
-
-def _router_session() -> requests.Session:
-    """A pooled session for router calls that skips per-call proxy/.netrc lookups.
-
-    ``requests`` re-reads proxy variables and ``.netrc`` on every call when
-    ``trust_env`` is on; for an in-cluster service called hundreds of times a second
-    that is pure overhead (the router is never reached through an HTTP proxy).
-    """
-    from requests.adapters import HTTPAdapter
-
-    client = requests.Session()
-    client.trust_env = False
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=16, max_retries=0)
-    client.mount("http://", adapter)
-    client.mount("https://", adapter)
-    client.headers["User-Agent"] = "WaddleBot-twitch/1.0"
-    return client
 
 
 def _error_message(data: Any) -> str | None:
