@@ -6,17 +6,15 @@ because serving processes run with migrations off: Auth is then built on top of 
 with ``define_tables=False``.
 
 The portal also reads the router's tables (commands, per-entity switches, executions,
-responses) and writes ``command_permissions`` when an admin switches a module. A
-portal container does not hold the router's code, so those tables are declared here
-under names of the portal's own (``router_*``, with ``rname`` pointing at the real
-table), with only the columns the portal uses and never migrated from here: the
-router's definitions stay the only ones that create or alter them.
+responses) and writes ``command_permissions`` when an admin switches a module; their
+one definition is shared from :mod:`waddlebot.router_tables`.
 """
 
 from pydal import Field
 from pydal.validators import CRYPT, IS_EMAIL, IS_NOT_EMPTY, IS_NOT_IN_DB, IS_STRONG
 
 from waddlebot.db import index, utcnow
+from waddlebot.router_tables import define_router_tables
 
 #: what a portal login may do in a community, highest first
 PORTAL_ROLES = ("owner", "admin")
@@ -71,59 +69,11 @@ def define_tables(db) -> None:
     )
     index(db, "portal_access", "portal_access_pair", "auth_user_id", "community_id", unique=True)
     index(db, "portal_access", "portal_access_community", "community_id")
-    _define_router_views(db)
+    define_router_tables(db)
     db.define_table(
         "portal_overlay_keys",
         Field("entity_id", "string", length=512, notnull=True, unique=True),
         Field("overlay_key", "string", length=64, notnull=True, unique=True),
         Field("created_at", "datetime", default=utcnow),
         Field("rotated_at", "datetime"),
-    )
-
-
-def _define_router_views(db) -> None:
-    """The router tables the portal uses, under the portal's own names (never migrated)."""
-    view = dict(migrate=False)
-    db.define_table(
-        "router_commands",
-        Field("command", "string"),
-        Field("prefix", "string"),
-        Field("description", "string"),
-        Field("module_id", "integer"),
-        Field("module_name", "string"),
-        Field("is_active", "boolean"),
-        rname="commands",
-        **view,
-    )
-    db.define_table(
-        "router_command_permissions",
-        Field("command_id", "integer"),
-        Field("entity_id", "string"),
-        Field("is_enabled", "boolean", default=True),
-        Field("config", "json"),
-        rname="command_permissions",
-        **view,
-    )
-    db.define_table(
-        "router_command_executions",
-        Field("execution_id", "string"),
-        Field("command", "string"),
-        Field("module_name", "string"),
-        Field("entity_id", "string"),
-        Field("user_id", "string"),
-        Field("status", "string"),
-        Field("execution_time_ms", "integer"),
-        Field("error_message", "text"),
-        Field("created_at", "datetime"),
-        rname="command_executions",
-        **view,
-    )
-    db.define_table(
-        "router_module_responses",
-        Field("entity_id", "string"),
-        Field("module_name", "string"),
-        Field("response_action", "string"),
-        Field("created_at", "datetime"),
-        rname="module_responses",
-        **view,
     )

@@ -47,8 +47,8 @@ def dashboard(db, community_id: int, *, now: datetime.datetime | None = None) ->
     members = db.community_memberships
     in_community = (members.community_id == community_id) & (members.is_active == True)  # noqa: E712
     entity_ids = [e["entity_id"] for e in entities_of(db, community_id)]
-    executions = db.router_command_executions
-    responses = db.router_module_responses
+    executions = db.command_executions
+    responses = db.module_responses
     ran = executions.entity_id.belongs(entity_ids)
     answered = responses.entity_id.belongs(entity_ids)
 
@@ -95,9 +95,7 @@ def dashboard(db, community_id: int, *, now: datetime.datetime | None = None) ->
             if entity_ids
             else 0,
         },
-        "top_commands": [
-            {"command": r.router_command_executions.command, "uses": r[uses]} for r in top
-        ],
+        "top_commands": [{"command": r.command_executions.command, "uses": r[uses]} for r in top],
         "leaders": [
             {
                 "user_id": r.users.id,
@@ -173,7 +171,7 @@ def modules_overview(db, entity_ids: list[str]) -> list[dict]:
     module is on only where a row switches it on (the router's rule).
     """
     modules = db.collector_modules
-    commands = db.router_commands
+    commands = db.commands
     rows = db(
         (commands.is_active == True)  # noqa: E712
         & (commands.module_id == modules.id)
@@ -191,10 +189,10 @@ def modules_overview(db, entity_ids: list[str]) -> list[dict]:
     )
     overrides: dict[tuple[str, int], bool] = {}
     if entity_ids and rows:
-        permissions = db.router_command_permissions
+        permissions = db.command_permissions
         for p in db(
             permissions.entity_id.belongs(entity_ids)
-            & permissions.command_id.belongs([r.router_commands.id for r in rows])
+            & permissions.command_id.belongs([r.commands.id for r in rows])
         ).select(permissions.entity_id, permissions.command_id, permissions.is_enabled):
             overrides[(p.entity_id, p.command_id)] = bool(p.is_enabled)
     found: dict[str, dict] = {}
@@ -211,8 +209,8 @@ def modules_overview(db, entity_ids: list[str]) -> list[dict]:
                 "enabled": {},
             },
         )
-        module["commands"].append(f"{r.router_commands.prefix}{r.router_commands.command}")
-        module["command_ids"].append(r.router_commands.id)
+        module["commands"].append(f"{r.commands.prefix}{r.commands.command}")
+        module["command_ids"].append(r.commands.id)
     for module in found.values():
         core = module["kind"] == "core"
         for entity_id in entity_ids:
@@ -224,9 +222,9 @@ def modules_overview(db, entity_ids: list[str]) -> list[dict]:
 def set_module_enabled(db, *, entity_id: str, module_name: str, enabled: bool) -> int:
     """Switch every command of a module on or off in one entity; returns how many."""
     commands = db(
-        (db.router_commands.module_name == module_name) & (db.router_commands.is_active == True)  # noqa: E712
-    ).select(db.router_commands.id)
-    permissions = db.router_command_permissions
+        (db.commands.module_name == module_name) & (db.commands.is_active == True)  # noqa: E712
+    ).select(db.commands.id)
+    permissions = db.command_permissions
     for command in commands:
         query = (permissions.entity_id == entity_id) & (permissions.command_id == command.id)
         if db(query).update(is_enabled=enabled) == 0:
@@ -240,7 +238,7 @@ def recent_executions(db, entity_ids: list[str], *, limit: int = 50) -> list[dic
     """The latest command executions in these entities, newest first."""
     if not entity_ids:
         return []
-    executions = db.router_command_executions
+    executions = db.command_executions
     rows = db(executions.entity_id.belongs(entity_ids)).select(
         executions.created_at,
         executions.entity_id,

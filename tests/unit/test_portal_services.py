@@ -740,8 +740,10 @@ def test_aliases_are_read_per_community_and_shoutout_settings_per_channel():
         stub.close()
 
 
-def test_the_portal_tables_do_not_touch_the_router_schema(tmp_path):
-    """The portal's router views are never migrated: alone they create no router table."""
+def test_the_portal_uses_the_one_router_schema(tmp_path):
+    """The portal defines the router's tables from the shared definition, not a copy."""
+    from waddlebot.router_tables import define_router_tables
+
     database = Database(
         f"sqlite://{tmp_path / 'alone.sqlite'}",
         definers=[models.define_tables],
@@ -757,7 +759,10 @@ def test_the_portal_tables_do_not_touch_the_router_schema(tmp_path):
             )
         }
         assert {"auth_user", "portal_access", "portal_overlay_keys"} <= tables
-        assert not tables & {"commands", "command_permissions", "command_executions"}
+        assert {"commands", "command_permissions", "command_executions"} <= tables
+        fields = set(database.primary.commands.fields)
+        assert {"min_role", "execution_mode", "usage_count"} <= fields
+        define_router_tables(database.primary)  # idempotent: already defined
     finally:
         database.close()
     assert os.path.exists(tmp_path / "alone.sqlite")
