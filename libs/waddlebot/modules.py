@@ -5,7 +5,6 @@
   loads before the server listens, so registration at import would always fail — then
   sends heartbeats.
 * :class:`CommandCall` is the router's call to a module (DESIGN §8), validated.
-* :func:`post_response` answers later through ``POST /api/router/responses``.
 """
 
 from __future__ import annotations
@@ -182,22 +181,3 @@ class CommandCall:
             message_type=text("message_type"),
             metadata=metadata,
         )
-
-
-def post_response(
-    *, router_url: str, api_key: str, call: CommandCall, response: dict, timeout: float = 5.0
-) -> Any:
-    """Send a later response for ``call`` through ``POST /api/router/responses``."""
-    body = {
-        "session_id": call.session_id,
-        "execution_id": call.execution_id,
-        "entity_id": call.entity_id,
-        **response,
-    }
-    return request_json(
-        "POST",
-        f"{router_url.rstrip('/')}/api/router/responses",
-        json=body,
-        headers={"X-API-Key": api_key},
-        timeout=timeout,
-    )

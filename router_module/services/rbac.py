@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from waddlebot.db import ROLES, Database
 from waddlebot.web import ValidationError
 
-from .identities import Directory, higher_role, role_allows
+from .identities import Directory, role_allows
 
 BULK_LIMIT = 1000
 
@@ -115,8 +115,3 @@ class RBACService:
             return added
 
         return len(self._fan_out(ensure, list(user_ids)))
-
-    @staticmethod
-    def effective_role(stored: str, platform_role: str) -> str:
-        """The higher of a stored role and the platform's."""
-        return higher_role(stored, platform_role)
