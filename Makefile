@@ -23,7 +23,7 @@ TEST_ENV := WADDLEBOT_TEST_DATABASE_URL='$(WADDLEBOT_TEST_DATABASE_URL)' \
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,bench]'
 	touch $(STAMP)
 
 run: .venv

@@ -55,12 +55,12 @@ def legacy_events():
     return _process_one(json_body())
 
 
-def _batch_item(data) -> dict:
+def _batch_item(item) -> dict:
+    if isinstance(item, ValidationError):
+        return item.body()
+    event, admission = item
     with database.connection():
-        try:
-            return processor.process(Event.parse(data))
-        except ValidationError as exc:
-            return exc.body()
+        return processor.run(event, admission)
 
 
 @endpoint("/api/router/events/batch", method="POST", **API)
@@ -74,7 +74,16 @@ def events_batch():
         raise ValidationError(
             f"events has {len(items)} entries; at most {MAX_BATCH}", field="events"
         )
-    return {"results": list(batch_pool.map(_batch_item, items))}
+    parsed: list = []
+    for data in items:
+        try:
+            parsed.append(Event.parse(data))
+        except ValidationError as exc:
+            parsed.append(exc)
+    valid = [e for e in parsed if isinstance(e, Event)]
+    admitted = iter(zip(valid, processor.admit(valid), strict=True))
+    work = [e if isinstance(e, ValidationError) else next(admitted) for e in parsed]
+    return {"results": list(batch_pool.map(_batch_item, work))}
 
 
 @endpoint("/api/router/commands", **API)

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
-from py4web.core import DAL, Fixture
+import threadsafevariable
+from py4web.core import DAL, ICECUBE, Fixture
 from pydal import Field
 from pydal._globals import THREAD_LOCAL
 from pydal.migrator import InDBMigrator
@@ -296,9 +297,11 @@ class Database(Fixture):
     def _enter(self) -> None:
         state = self._state()
         if state.depth == 0:
-            # py4web's DAL fixture takes a pooled connection and restores the
-            # per-thread Field attributes
-            self.primary.on_request({})
+            # what py4web's DAL fixture does, minus taking a connection up front: the
+            # per-thread Field attributes are restored, and pydal takes a pooled
+            # connection on the first statement, so a request that never touches the
+            # database (most chat, answered from caches) costs no checkout and no COMMIT
+            threadsafevariable.ThreadSafeVariable.restore(ICECUBE)
         state.depth += 1
 
     def _exit(self, action: str) -> None:
@@ -315,7 +318,7 @@ class Database(Fixture):
         self.primary.recycle_connection_in_pool_or_close(action)
 
     def on_request(self, context):
-        """Take a primary connection for this request; the replica connects lazily."""
+        """Start a request: both connections are taken lazily, on their first statement."""
         self._enter()
 
     def on_success(self, context):

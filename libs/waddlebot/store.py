@@ -23,7 +23,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -36,6 +35,8 @@ from typing import Self
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+
+from .ids import new_id
 
 __all__ = [
     "MemoryStore",
@@ -394,7 +395,7 @@ class RedisStore(Store):
         _validate_window(limit, window)
         with self._translated_errors():
             allowed, count, retry_ms = self._hit_window_script(
-                keys=[self._key(key)], args=[limit, window * 1000, uuid.uuid4().hex]
+                keys=[self._key(key)], args=[limit, window * 1000, new_id()]
             )
         return WindowResult(
             allowed=bool(allowed), count=int(count), retry_after=max(0.0, float(retry_ms) / 1000)

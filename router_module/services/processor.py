@@ -13,11 +13,11 @@ import dataclasses
 import logging
 import shlex
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from waddlebot.contracts import MAX_MESSAGE, Event, ModuleResponse, parse_module_answer
 from waddlebot.db import Database, utcnow
+from waddlebot.ids import new_id
 from waddlebot.store import Store
 from waddlebot.web import ValidationError
 
@@ -40,6 +40,15 @@ class Turn:
     session_id: str
     user_id: int
     role: str | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Admission:
+    """An event let in by :meth:`EventProcessor.admit`: its session, or a duplicate."""
+
+    session_id: str
+    dedupe_key: str | None
+    duplicate: bool = False
 
 
 def split_command(content: str) -> tuple[str, str, list[str], str] | None:
@@ -87,18 +96,44 @@ class EventProcessor:
     # -- entry point ------------------------------------------------------------------
     def process(self, event: Event) -> dict:
         """Process one validated event; returns the ``/events`` answer."""
+        return self.run(event, self.admit([event])[0])
+
+    def admit(self, events: list[Event]) -> list[Admission]:
+        """De-duplicate ``events`` and open their sessions in one round trip to the store.
+
+        A batch is admitted at once, so 100 events cost one pipeline, not 100.
+        """
+        if not events:
+            return []
+        writes: list[tuple[str, str, float, bool]] = []
+        admissions = []
+        session_ttl = float(self.settings.session_ttl)
+        window = float(self.settings.dedupe_window)
+        for event in events:
+            session_id = new_id()
+            dedupe_key = None
+            if event.event_id:
+                dedupe_key = f"router:seen:{event.platform}:{event.event_id}"
+                writes.append((dedupe_key, "1", window, True))
+            writes.append(
+                (f"{self.settings.session_prefix}{session_id}", event.entity_id, session_ttl, False)
+            )
+            admissions.append(Admission(session_id, dedupe_key))
+        results = iter(self.store.set_many(writes))
+        unused = []
+        for admission in admissions:
+            if admission.dedupe_key is not None and not next(results):
+                admission.duplicate = True
+                unused.append(f"{self.settings.session_prefix}{admission.session_id}")
+            next(results)  # the session's SET always succeeds
+        if unused:
+            self.store.delete(*unused)
+        return admissions
+
+    def run(self, event: Event, admission: Admission) -> dict:
+        """Process an admitted event (see :meth:`admit`)."""
         started = time.perf_counter()
-        dedupe_key = None
-        session_id = uuid.uuid4().hex
-        session_key = f"{self.settings.session_prefix}{session_id}"
-        writes = [(session_key, event.entity_id, float(self.settings.session_ttl), False)]
-        if event.event_id:
-            dedupe_key = f"router:seen:{event.platform}:{event.event_id}"
-            writes.insert(0, (dedupe_key, "1", float(self.settings.dedupe_window), True))
-        # de-duplication and the session in one round trip to the store
-        results = self.store.set_many(writes)
-        if dedupe_key and not results[0]:
-            self.store.delete(session_key)
+        if admission.duplicate:
             self.metrics.events.labels("duplicate").inc()
             return {
                 "status": "duplicate",
@@ -107,12 +142,12 @@ class EventProcessor:
                 "entity_id": event.entity_id,
             }
         try:
-            answer = self._process(event, session_id)
+            answer = self._process(event, admission.session_id)
         except BaseException:
-            if dedupe_key:
+            if admission.dedupe_key:
                 # let the collector's retry through: nothing was completed
                 try:
-                    self.store.delete(dedupe_key)
+                    self.store.delete(admission.dedupe_key)
                 except Exception:  # noqa: BLE001 - the original error matters more
                     pass
             raise
@@ -237,7 +272,7 @@ class EventProcessor:
         return None
 
     def _refusal(self, turn: Turn, command: Command, status: str, args, reply: bool = True) -> dict:
-        execution_id = uuid.uuid4().hex
+        execution_id = new_id()
         messages = {
             "denied": f"@{turn.event.user_name}, {command.label} needs {command.min_role} "
             f"or higher here.",
@@ -294,7 +329,7 @@ class EventProcessor:
         }
 
     def _run_one(self, turn: Turn, command: Command, args, args_text) -> dict:
-        execution_id = uuid.uuid4().hex
+        execution_id = new_id()
         payload = self.payload(turn, command, execution_id, args, args_text)
         if command.type == BUILTIN_TYPE:
             started = time.perf_counter()
