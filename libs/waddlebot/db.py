@@ -14,6 +14,7 @@ Each app adds its own tables through a ``define_tables(db)`` function in its
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import threading
@@ -25,6 +26,7 @@ import threadsafevariable
 from py4web.core import DAL, ICECUBE, Fixture
 from pydal import Field
 from pydal._globals import THREAD_LOCAL
+from pydal.helpers.serializers import serializers
 from pydal.migrator import InDBMigrator
 
 log = logging.getLogger("waddlebot.db")
@@ -467,3 +469,138 @@ def _probe(dal: DAL, uri: str) -> dict:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {"status": "down", "url": redact_uri(uri), "error": first}
     return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+@dataclasses.dataclass(slots=True)
+class _Statement:
+    sql: str
+    params: list
+    is_insert: bool
+    returning: str = "id"  # what PostgreSQL's CTE returns (``t.id`` when ids are ambiguous)
+    many: bool = False  # SQLite runs it with executemany over ``params``
+
+
+class Writes:
+    """Hot-path writes as parameterised SQL, several of them in one round trip.
+
+    pydal's query builder spends 0.1–0.3 ms of CPU per statement (representers,
+    thread-safe field attributes, per-access connection lookups) — more than the
+    database takes to run a one-row INSERT. For the few statements every command runs
+    (its execution record, usage counters, its responses) this builds the SQL from the
+    pydal definition, encodes values the way pydal stores them, and sends them on the
+    thread's pydal connection (so they join its transaction). On PostgreSQL all
+    statements travel as one statement of data-modifying CTEs — one round trip; on
+    SQLite they run one after another.
+
+    ``run()`` returns, per statement in order: the new row's id for an insert, the
+    number of rows changed for an update.
+    """
+
+    def __init__(self, dal: DAL):
+        self._dal = dal
+        self._postgres = dal._adapter.dbengine == "postgres"
+        self._mark = "%s" if self._postgres else "?"
+        self._statements: list[_Statement] = []
+
+    def __len__(self) -> int:
+        return len(self._statements)
+
+    def insert(self, table: str, **values) -> Writes:
+        """``INSERT`` one row; fields left out get their pydal default."""
+        row = {}
+        for field in self._dal[table]:
+            if field.name == "id":
+                continue
+            if field.name in values:
+                row[field.name] = _encode(field, values.pop(field.name))
+            elif field.default is not None:
+                default = field.default
+                row[field.name] = _encode(field, default() if callable(default) else default)
+        if values:
+            raise KeyError(f"{table} has no field(s) {', '.join(sorted(values))}")
+        marks = ", ".join([self._mark] * len(row))
+        sql = f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})"
+        self._statements.append(_Statement(sql, list(row.values()), True))
+        return self
+
+    def increment(self, table: str, where: dict, column: str, amount: int = 1, **also) -> Writes:
+        """``UPDATE table SET column = column + amount[, also…] WHERE where…``."""
+        fields = self._dal[table]
+        sets = [f"{column} = COALESCE({column}, 0) + {self._mark}"]
+        params: list = [int(amount)]
+        for name, value in also.items():
+            sets.append(f"{name} = {self._mark}")
+            params.append(_encode(fields[name], value))
+        conditions = []
+        for name, value in where.items():
+            conditions.append(f"{name} = {self._mark}")
+            params.append(_encode(fields[name], value))
+        sql = f"UPDATE {table} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"
+        self._statements.append(_Statement(sql, params, False))
+        return self
+
+    def update_by_id(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> Writes:
+        """Set ``columns`` of many rows, each given as ``(id, value, …)``."""
+        fields = self._dal[table]
+        encoded = [
+            [*(_encode(fields[c], v) for c, v in zip(columns, row[1:], strict=True)), int(row[0])]
+            for row in rows
+        ]
+        if not self._postgres:
+            sets = ", ".join(f"{c} = ?" for c in columns)
+            sql = f"UPDATE {table} SET {sets} WHERE id = ?"
+            self._statements.append(_Statement(sql, encoded, False, many=True))
+            return self
+        row_marks = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
+        sets = ", ".join(f"{c} = v.{c}" for c in columns)
+        sql = (
+            f"UPDATE {table} AS t SET {sets} "
+            f"FROM (VALUES {', '.join([row_marks] * len(rows))}) AS v({', '.join(columns)}, id) "
+            "WHERE t.id = v.id"
+        )
+        params = [value for row in encoded for value in row]
+        self._statements.append(_Statement(sql, params, False, returning="t.id"))
+        return self
+
+    def run(self) -> list[int]:
+        """Send the statements (one round trip on PostgreSQL); see the class docstring."""
+        statements, self._statements = self._statements, []
+        if not statements:
+            return []
+        adapter = self._dal._adapter
+        adapter.connection  # noqa: B018 - takes this thread's pooled connection if none yet
+        cursor = adapter.cursor
+        if not self._postgres:
+            results = []
+            for statement in statements:
+                if statement.many:
+                    cursor.executemany(statement.sql, statement.params)
+                else:
+                    cursor.execute(statement.sql, statement.params)
+                results.append(cursor.lastrowid if statement.is_insert else cursor.rowcount)
+            return results
+        parts, params, picks = [], [], []
+        for number, statement in enumerate(statements):
+            parts.append(f"w{number} AS ({statement.sql} RETURNING {statement.returning})")
+            params.extend(statement.params)
+            picks.append(
+                f"(SELECT id FROM w{number})"
+                if statement.is_insert
+                else f"(SELECT count(*) FROM w{number})"
+            )
+        cursor.execute(f"WITH {', '.join(parts)} SELECT {', '.join(picks)}", params)
+        return [int(value) for value in cursor.fetchone()]
+
+
+def _encode(field: Field, value):
+    """A Python value as pydal stores it in ``field`` (booleans 'T'/'F', JSON as text)."""
+    if value is None:
+        return None
+    kind = field.type
+    if kind == "boolean":
+        return "T" if value else "F"
+    if kind in ("json", "jsonb"):
+        return serializers.json(value)
+    if kind == "datetime" and isinstance(value, datetime.datetime):
+        return value.isoformat(" ")[:19]
+    return value

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from waddlebot.contracts import ModuleResponse
-from waddlebot.db import Database
+from waddlebot.db import Database, Writes
 from waddlebot.http import HttpError, JsonCaller
 from waddlebot.store import Store, StoreUnavailable
 
@@ -55,6 +57,7 @@ class Delivery:
         self.delivered = 0
         self.failed = 0
         self._endpoints: dict[str, tuple[float, str | None]] = {}
+        self.outcomes = OutcomeWriter(database)
 
     #: seconds a looked-up collector endpoint is reused (a re-registration shows up after)
     endpoint_ttl = 2.0
@@ -90,9 +93,10 @@ class Delivery:
             )
         return row.endpoint_url if row else None
 
-    def record(self, db, response: ModuleResponse, *, context: dict) -> int:
-        """Store one response in ``module_responses``; returns its id."""
-        return db.module_responses.insert(
+    @staticmethod
+    def _record(writes: Writes, response: ModuleResponse, context: dict) -> None:
+        writes.insert(
+            "module_responses",
             execution_id=context.get("execution_id"),
             session_id=context.get("session_id"),
             entity_id=context["entity_id"],
@@ -117,7 +121,9 @@ class Delivery:
         self, db, response: ModuleResponse, *, context: dict, moderation: dict | None = None
     ) -> None:
         """Record a response and send it on its way (non-blocking for chat)."""
-        row_id = self.record(db, response, context=context)
+        writes = Writes(db)
+        self._record(writes, response, context)
+        [row_id] = writes.run()
         if response.response_action == "chat":
             if response.chat_message or moderation:
                 db.commit()
@@ -125,11 +131,25 @@ class Delivery:
             return
         self._publish_overlay(db, row_id, response, context)
 
-    def dispatch_all(self, db, responses: list[ModuleResponse], *, context: dict) -> None:
-        """Record several responses of one answer; chat lines reach the collector in order."""
-        chats = []
+    def dispatch_all(
+        self,
+        db,
+        responses: list[ModuleResponse],
+        *,
+        context: dict,
+        writes: Writes | None = None,
+    ) -> None:
+        """Record several responses of one answer; chat lines reach the collector in order.
+
+        ``writes`` (other statements of the same execution) go in the same round trip.
+        """
+        writes = writes if writes is not None else Writes(db)
+        before = len(writes)
         for response in responses:
-            row_id = self.record(db, response, context=context)
+            self._record(writes, response, context)
+        row_ids = writes.run()[before:]
+        chats = []
+        for row_id, response in zip(row_ids, responses, strict=True):
             if response.response_action != "chat":
                 self._publish_overlay(db, row_id, response, context)
             elif response.chat_message:
@@ -204,14 +224,78 @@ class Delivery:
             self.delivered += 1
         else:
             self.failed += 1
-        try:
-            with self.database.connection() as db:
-                db(db.module_responses.id == row_id).update(
-                    delivery_status=status, delivery_attempts=attempts
-                )
-        except Exception:  # noqa: BLE001 - bookkeeping must not kill the delivery thread
-            log.exception("could not record delivery of response %s", row_id)
+        self.outcomes.put(row_id, status, attempts)
 
     def shutdown(self) -> None:
-        """Finish pending deliveries (tests, shutdown)."""
+        """Finish pending deliveries and record their outcomes (tests, shutdown)."""
         self._pool.shutdown(wait=True)
+        self.outcomes.flush()
+
+
+class OutcomeWriter:
+    """Delivery outcomes of chat responses, written to ``module_responses`` in batches.
+
+    A push ends on a delivery thread; recording its outcome there cost a pooled
+    connection, an UPDATE and a COMMIT per reply. Outcomes are instead collected and
+    written every ``interval`` seconds by one thread, as one statement on PostgreSQL.
+    The row shows ``pending`` until then. A write that fails (database briefly away)
+    is kept and tried again with the next batch.
+    """
+
+    def __init__(self, database: Database, *, interval: float = 0.05, keep: int = 100_000):
+        self.database = database
+        self.interval = interval
+        self.keep = keep
+        self._pending: dict[int, tuple[str, int]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def put(self, row_id: int, status: str, attempts: int) -> None:
+        """Queue the outcome of one response."""
+        with self._lock:
+            if len(self._pending) < self.keep:
+                self._pending[row_id] = (status, attempts)
+            if self._thread is None or self._pid != os.getpid():
+                # started on first use, so a worker forked after import gets its own
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._loop, name="delivery-outcomes", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(self.interval)  # let a batch gather
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - kept for the next round, never kills the thread
+                log.exception("could not record delivery outcomes; will retry")
+                time.sleep(1.0)
+                self._wake.set()
+
+    def flush(self) -> None:
+        """Write every queued outcome now."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            with self.database.connection() as db:
+                _write_outcomes(db, pending)
+        except BaseException:
+            with self._lock:
+                for row_id, outcome in pending.items():
+                    self._pending.setdefault(row_id, outcome)
+            raise
+
+
+def _write_outcomes(db, outcomes: dict[int, tuple[str, int]]) -> None:
+    rows = [(row_id, status, attempts) for row_id, (status, attempts) in outcomes.items()]
+    Writes(db).update_by_id(
+        "module_responses", ("delivery_status", "delivery_attempts"), rows
+    ).run()

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from waddlebot.contracts import MAX_MESSAGE, Event, ModuleResponse, parse_module_answer
-from waddlebot.db import Database, utcnow
+from waddlebot.db import Database, Writes, utcnow
 from waddlebot.ids import new_id
 from waddlebot.store import Store
 from waddlebot.web import ValidationError
@@ -249,7 +249,7 @@ class EventProcessor:
                 results[command.id] = refusal
             elif command.execution_mode == "parallel" and len(ordered) > 1:
                 futures[command.id] = self._parallel.submit(
-                    self._run_one, turn, command, args, args_text
+                    self._run_parallel, turn, command, args, args_text
                 )
         for command in ordered:
             if command.id not in results and command.id not in futures:
@@ -257,6 +257,11 @@ class EventProcessor:
         for command_id, future in futures.items():
             results[command_id] = future.result()
         return [results[c.id] for c in ordered]
+
+    def _run_parallel(self, turn: Turn, command: Command, args, args_text) -> dict:
+        # a pool thread has no request around it: its writes commit here
+        with self.database.connection():
+            return self._run_one(turn, command, args, args_text)
 
     def _gate(self, turn: Turn, command: Command, args) -> dict | None:
         """Role and rate-limit checks; a refusal record, or None to go ahead."""
@@ -352,7 +357,10 @@ class EventProcessor:
                 )
         self.metrics.executions.labels(command.type, result.status).inc()
         db = self.database.primary
-        db.command_executions.insert(
+        # the execution record, usage counters and the responses (dispatch_all below)
+        # reach the database in one round trip
+        writes = Writes(db).insert(
+            "command_executions",
             execution_id=execution_id,
             session_id=turn.session_id,
             command_id=command.id,
@@ -371,12 +379,13 @@ class EventProcessor:
             status=result.status,
         )
         if self.catalog.has_override(turn.entity, command):
-            permissions = db.command_permissions
-            db(
-                (permissions.entity_id == turn.entity.entity_id)
-                & (permissions.command_id == command.id)
-            ).update(usage_count=permissions.usage_count + 1, last_used=utcnow())
-        db(db.commands.id == command.id).update(usage_count=db.commands.usage_count + 1)
+            writes.increment(
+                "command_permissions",
+                {"entity_id": turn.entity.entity_id, "command_id": command.id},
+                "usage_count",
+                last_used=utcnow(),
+            )
+        writes.increment("commands", {"id": command.id}, "usage_count")
         context = self.context(turn, execution_id)
         if result.status != "success":
             log.info("execution %s of %s failed: %s", execution_id, command.label, result.error)
@@ -396,7 +405,7 @@ class EventProcessor:
             r if r.module_name else dataclasses.replace(r, module_name=command.module_name)
             for r in responses
         ]
-        self.delivery.dispatch_all(db, named, context=context)
+        self.delivery.dispatch_all(db, named, context=context, writes=writes)
         return {
             "execution_id": execution_id,
             "command": command.label,
