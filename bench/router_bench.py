@@ -406,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="router gunicorn workers")
     parser.add_argument("--threads", type=int, default=16, help="router threads per worker")
     parser.add_argument(
+        "--worker-class",
+        default="gthread",
+        choices=("gthread", "sync"),
+        help="gunicorn worker class of the router (sync: one request at a time per worker)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -717,6 +723,7 @@ def start_router(procs: bench.Processes, port: int, env: dict, args, attempts: i
                 chdir=bench.REPO_DIR,
                 workers=args.workers,
                 threads=args.threads,
+                extra=["-k", args.worker_class],
             ),
             env=env,
         )

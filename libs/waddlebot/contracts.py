@@ -7,6 +7,7 @@ validated here so every app rejects bad input the same way: a
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping
 from typing import Any
@@ -319,8 +320,17 @@ class ModuleResponse:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        """Only the fields that mean something for this action."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, [], {})}
+        """Only the fields that mean something for this action (containers copied)."""
+        data = {}
+        for name in _RESPONSE_FIELDS:
+            value = getattr(self, name)
+            if value is None or value == [] or value == {}:
+                continue
+            data[name] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+        return data
+
+
+_RESPONSE_FIELDS = tuple(f.name for f in dataclasses.fields(ModuleResponse))
 
 
 def _url(data: Mapping, name: str, *, required: bool) -> str | None:

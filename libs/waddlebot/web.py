@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 
-from py4web.core import HTTP, action, request, response
+from py4web.core import HTTP, action, objectify, request, response
 
 log = logging.getLogger("waddlebot.web")
 
@@ -146,6 +146,27 @@ def json_errors(func: Callable) -> Callable:
     return wrapper
 
 
+def compact_json(func: Callable) -> Callable:
+    """Serialise an action's dict/list answer as compact JSON.
+
+    py4web would write it with ``sort_keys`` and ``indent=2``, which forces the
+    pure-Python encoder: on the router's hot path that was a fifth of a plain chat
+    event's CPU. Same data, C encoder, no whitespace.
+    """
+
+    def wrapper(*args, **kwargs):
+        answer = func(*args, **kwargs)
+        if isinstance(answer, (dict, list)):
+            response.headers["Content-Type"] = "application/json"
+            return json.dumps(answer, default=objectify, separators=(",", ":"))
+        return answer
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    wrapper.__module__ = func.__module__
+    return wrapper
+
+
 #: what the OpenAPI generator knows about each JSON action: (app, path, method) -> info
 ENDPOINTS: dict[tuple[str, str, str], dict] = {}
 
@@ -163,7 +184,7 @@ def endpoint(
     uses = tuple(uses)
 
     def decorator(func: Callable) -> Callable:
-        guarded = json_errors(action.uses(*uses)(func))
+        guarded = compact_json(json_errors(action.uses(*uses)(func)))
         action(path, method=methods)(guarded)
         keyed = any(getattr(f, "header", None) == "X-API-Key" for f in uses)
         for verb in methods:
