@@ -408,6 +408,7 @@ def _client_process(
     measure_from: float,
     stop_at: float,
     results,
+    pace: tuple[float, float] = (0.0, 0.0),
 ) -> None:
     lock = threading.Lock()
     latencies: list[float] = []
@@ -422,10 +423,20 @@ def _client_process(
         local_lat, local_extra = [], []
         local = {"ok": 0, "errors": 0, "warmup": 0}
         local_status: dict[str, int] = {}
+        # paced (pace = seconds between this thread's requests, seconds between two
+        # threads' first requests): a fixed schedule, latency counted from the scheduled
+        # time, so a slow answer that delays the next request is charged to the server
+        interval, stagger = pace
+        first_at = time.time() + stagger * (index * threads + thread)
         while True:
             path, body = make_request(index, thread, seq)
+            if interval > 0:
+                scheduled = first_at + seq * interval
+                delay = scheduled - time.time()
+                if delay > 0:
+                    time.sleep(delay)
             seq += 1
-            started = time.time()
+            started = time.time() if interval <= 0 else scheduled
             if started >= stop_at:
                 break
             try:
@@ -490,8 +501,13 @@ def run_load(
     check_answer: CheckAnswer | None = None,
     on_measure: Callable[[], None] | None = None,
     on_measure_end: Callable[[], None] | None = None,
+    rate: float = 0.0,
 ) -> dict:
     """Closed-loop load from ``processes`` × ``threads`` connections.
+
+    With ``rate`` > 0 the load is paced instead: ``rate`` requests per second in total,
+    on a fixed schedule spread over the connections, latency measured from each
+    request's scheduled time (there must be enough connections to keep up).
 
     Requests that start during the first ``warmup_s`` seconds are not measured; the
     measured window is the next ``measure_s`` seconds. ``on_measure`` runs in this
@@ -517,6 +533,7 @@ def run_load(
                 measure_from,
                 stop_at,
                 results,
+                (processes * threads / rate, 1.0 / rate) if rate > 0 else (0.0, 0.0),
             ),
             daemon=True,
         )
