@@ -581,17 +581,25 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception:  # noqa: BLE001 - killed with the rest at the end
                         log.warning("py-spy %d did not finish", spy.pid)
 
+            def case(name, make, threads, **options):
+                return run_case(
+                    name,
+                    port=router_port,
+                    make=make,
+                    processes=args.clients,
+                    threads=threads,
+                    warmup_s=args.warmup,
+                    measure_s=args.duration,
+                    groups=groups,
+                    db_urls=(database_url, replica_url),
+                    **options,
+                )
+
             # (a) plain chat matching nothing
-            figures, _ = run_case(
+            figures, _ = case(
                 "a_plain_chat",
-                port=router_port,
-                make=plain_chat_requests(f"{token}-a"),
-                processes=args.clients,
-                threads=args.conns_a,
-                warmup_s=args.warmup,
-                measure_s=args.duration,
-                groups=groups,
-                db_urls=(database_url, replica_url),
+                plain_chat_requests(f"{token}-a"),
+                args.conns_a,
                 check=check_event,
                 on_measure=profiler("a"),
             )
@@ -606,16 +614,10 @@ def main(argv: list[str] | None = None) -> int:
             setup_s["command_warm"] = round(time.monotonic() - t, 1)
             time.sleep(1.0)  # let the warm pass's chat deliveries drain
             before = stub_posts(collector_port), stub_posts(module_port)
-            figures, raw = run_case(
+            figures, raw = case(
                 "b_container_command",
-                port=router_port,
-                make=command_requests(f"{token}-b"),
-                processes=args.clients,
-                threads=args.conns_b,
-                warmup_s=args.warmup,
-                measure_s=args.duration,
-                groups=groups,
-                db_urls=(database_url, replica_url),
+                command_requests(f"{token}-b"),
+                args.conns_b,
                 check=check_event,
                 on_measure=profiler("b"),
             )
@@ -634,16 +636,10 @@ def main(argv: list[str] | None = None) -> int:
             # (b, paced) the same commands at a fixed rate below saturation: the latency
             # the router adds when it is not queueing behind itself
             if args.rate_b > 0:
-                figures, raw = run_case(
+                figures, raw = case(
                     "b_paced",
-                    port=router_port,
-                    make=command_requests(f"{token}-bp"),
-                    processes=args.clients,
-                    threads=args.conns_b,
-                    warmup_s=args.warmup,
-                    measure_s=args.duration,
-                    groups=groups,
-                    db_urls=(database_url, replica_url),
+                    command_requests(f"{token}-bp"),
+                    args.conns_b,
                     check=check_event,
                     rate=args.rate_b,
                 )
@@ -654,16 +650,10 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(2.0)  # let asynchronous chat delivery drain
 
             # (c) batches of 100 plain chats
-            figures, raw = run_case(
+            figures, raw = case(
                 "c_batch_100",
-                port=router_port,
-                make=batch_requests(f"{token}-c"),
-                processes=args.clients,
-                threads=args.conns_c,
-                warmup_s=args.warmup,
-                measure_s=args.duration,
-                groups=groups,
-                db_urls=(database_url, replica_url),
+                batch_requests(f"{token}-c"),
+                args.conns_c,
                 check=check_batch,
                 scale=BATCH,
             )
