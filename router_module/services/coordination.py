@@ -7,6 +7,14 @@ concurrent claimers never take the same row; on SQLite (one process) a lock
 serialises claimers. A claim lasts 30 minutes unless extended by a heartbeat; a
 container that has not checked in for 6 minutes (5 + 1 grace) loses its claims.
 Every function takes ``now`` so tests control the clock.
+
+The calls a container makes every round (``claim``, ``checkin``, ``release_offline``)
+run parameterised SQL on the driver's cursor rather than pydal queries: building the
+query objects and parsing whole rows (JSON columns included) cost far more than the
+statements themselves. The statements read only the columns :func:`claim_view` needs
+and return what they changed (``RETURNING``) instead of reading it again. They store
+values as pydal does (booleans ``'T'``/``'F'``, timestamps to the second, ``updated_at``
+set on every update), so rows written here and rows written through pydal agree.
 """
 
 from __future__ import annotations
@@ -26,8 +34,32 @@ PLATFORM_SCOPE = {"twitch": "channel", "discord": "server", "slack": "server", "
 
 _sqlite_lock = threading.Lock()
 
+#: the columns of :func:`claim_view`, in the order :func:`_view` reads them (id first)
+_VIEW_COLUMNS = (
+    "id, entity_id, platform, server_id, channel_id, is_live, viewer_count, priority, "
+    "status, claimed_by, claim_expires"
+)
+#: what giving a claim back writes (cleanup, release, release-offline)
+_UNCLAIM = (
+    "claimed_by = NULL, claimed_at = NULL, claim_expires = NULL, status = 'available', "
+    "updated_at = %s"
+)
+#: a row any container may take: free and not taken out by errors
+_CLAIMABLE = f"claimed_by IS NULL AND status <> 'error' AND error_count < {ERROR_THRESHOLD}"
+#: the claim order: live first, then priority (lower first), then viewers
+_CLAIM_ORDER = "is_live DESC, priority ASC, viewer_count DESC, id ASC"
+#: a claim that ran out or whose container stopped checking in (parameters: now,
+#: now - CHECKIN_TIMEOUT)
+_STALE = "(claim_expires < %s OR last_checkin < %s)"
+#: what taking a claim writes (parameters: container, now, expiry, now, updated_at)
+_TAKE = (
+    "claimed_by = %s, claimed_at = %s, claim_expires = %s, last_checkin = %s, "
+    "status = 'claimed', updated_at = %s"
+)
+
 
 def claim_view(row) -> dict:
+    """The public shape of a coordination row (a pydal Row)."""
     return {
         "entity_id": row.entity_id,
         "platform": row.platform,
@@ -40,6 +72,68 @@ def claim_view(row) -> dict:
         "claimed_by": row.claimed_by,
         "claim_expires": row.claim_expires.isoformat() if row.claim_expires else None,
     }
+
+
+def _view(values: tuple) -> dict:
+    """:func:`claim_view` of a ``_VIEW_COLUMNS`` tuple read straight from the driver."""
+    _id, entity_id, platform, server_id, channel_id, is_live, viewers, priority = values[:8]
+    status, claimed_by, expires = values[8:]
+    if isinstance(expires, str):  # SQLite may hand back the stored text
+        expires = datetime.datetime.fromisoformat(expires)
+    return {
+        "entity_id": entity_id,
+        "platform": platform,
+        "server_id": server_id,
+        "channel_id": channel_id,
+        "is_live": str(is_live)[:1].lower() == "t",  # pydal's boolean: CHAR(1) 'T'/'F'
+        "viewer_count": viewers or 0,
+        "priority": priority,
+        "status": status,
+        "claimed_by": claimed_by,
+        "claim_expires": expires.isoformat() if expires else None,
+    }
+
+
+def _views(rows: list[tuple]) -> list[dict]:
+    """Views ordered by row id (the order every answer lists claims in)."""
+    return [_view(r) for r in sorted(rows, key=lambda r: r[0])]
+
+
+def _stamp(value: datetime.datetime) -> str:
+    """A timestamp parameter as pydal writes one (to the second, space-separated)."""
+    return value.isoformat(" ")[:19]
+
+
+def _postgres(db) -> bool:
+    return db._adapter.dbengine == "postgres"
+
+
+def _execute(db, sql: str, params: tuple = ()):
+    """Run one statement with ``%s`` parameters on the connection's cursor; the cursor."""
+    adapter = db._adapter
+    if adapter.dbengine != "postgres":
+        sql = sql.replace("%s", "?")  # sqlite3's parameter style
+    adapter.execute(sql, params)
+    return adapter.cursor
+
+
+def _execute_all(db, statements: list[tuple[str, tuple]]):
+    """Run statements in order, in one round trip on PostgreSQL (psycopg2 sends them as
+    one simple query; each still sees what the ones before it wrote); the cursor, holding
+    the last one's result."""
+    if not _postgres(db):  # sqlite3 runs one statement per call
+        for sql, params in statements[:-1]:
+            _execute(db, sql, params)
+        return _execute(db, *statements[-1])
+    return _execute(
+        db,
+        ";\n".join(sql for sql, _params in statements),
+        tuple(value for _sql, params in statements for value in params),
+    )
+
+
+def _marks(values) -> str:
+    return ", ".join(["%s"] * len(values))
 
 
 def validate_platform(value) -> str:
@@ -56,72 +150,50 @@ def validate_container(value) -> str:
     return value
 
 
+def _cleanup_statement(now: datetime.datetime) -> tuple[str, tuple]:
+    return (
+        f"UPDATE coordination SET {_UNCLAIM} WHERE claimed_by IS NOT NULL AND {_STALE}",
+        (_stamp(utcnow()), _stamp(now), _stamp(now - CHECKIN_TIMEOUT)),
+    )
+
+
 def cleanup_expired(db, *, now: datetime.datetime | None = None) -> int:
     """Free claims whose time ran out or whose container stopped checking in."""
-    now = now or utcnow()
-    table = db.coordination
-    stale = (table.claimed_by != None) & (  # noqa: E711
-        (table.claim_expires < now) | (table.last_checkin < now - CHECKIN_TIMEOUT)
-    )
-    return db(stale).update(
-        claimed_by=None, claimed_at=None, claim_expires=None, status="available"
-    )
+    return _execute(db, *_cleanup_statement(now or utcnow())).rowcount
 
 
-def held_by(db, container_id: str, platform: str | None = None) -> list:
-    """Rows currently claimed by a container."""
-    query = db.coordination.claimed_by == container_id
-    if platform:
-        query &= db.coordination.platform == platform
-    return db(query).select(orderby=db.coordination.id)
-
-
-def _candidates_postgres(db, platform: str, limit: int) -> list[int]:
-    rows = db.executesql(
-        "SELECT id FROM coordination WHERE platform = %s AND claimed_by IS NULL "
-        "AND status <> 'error' AND error_count < %s "
-        "ORDER BY is_live DESC, priority ASC, viewer_count DESC, id ASC "
-        "LIMIT %s FOR UPDATE SKIP LOCKED",
-        placeholders=(platform, ERROR_THRESHOLD, limit),
-    )
+def _candidates(db, platform: str, limit: int) -> list[int]:
+    """Ids of claimable rows in claim order; on PostgreSQL locked, skipping locked ones."""
+    lock = " FOR UPDATE SKIP LOCKED" if _postgres(db) else ""
+    rows = _execute(
+        db,
+        f"SELECT id FROM coordination WHERE platform = %s AND {_CLAIMABLE} "
+        f"ORDER BY {_CLAIM_ORDER} LIMIT %s{lock}",
+        (platform, limit),
+    ).fetchall()
     return [r[0] for r in rows]
-
-
-def _candidates_generic(db, platform: str, limit: int) -> list[int]:
-    table = db.coordination
-    query = (
-        (table.platform == platform)
-        & (table.claimed_by == None)  # noqa: E711
-        & (table.status != "error")
-        & (table.error_count < ERROR_THRESHOLD)
-    )
-    rows = db(query).select(
-        table.id,
-        orderby=~table.is_live | table.priority | ~table.viewer_count | table.id,
-        limitby=(0, limit),
-    )
-    return [r.id for r in rows]
 
 
 def _whole_servers(db, platform: str, ids: list[int], servers: int) -> list[int]:
     """Discord/Slack claim whole servers: every free channel of the first servers found."""
-    table = db.coordination
-    picked = db(table.id.belongs(ids)).select(table.server_id, orderby=table.id)
+    picked = _execute(
+        db,
+        f"SELECT server_id FROM coordination WHERE id IN ({_marks(ids)}) ORDER BY id",
+        tuple(ids),
+    ).fetchall()
     chosen: list[str] = []
-    for row in picked:
-        if row.server_id not in chosen:
-            chosen.append(row.server_id)
+    for (server_id,) in picked:
+        if server_id not in chosen:
+            chosen.append(server_id)
         if len(chosen) == servers:
             break
-    free = (
-        (table.claimed_by == None)  # noqa: E711
-        & (table.status != "error")
-        & (table.error_count < ERROR_THRESHOLD)
-    )
-    rows = db((table.platform == platform) & table.server_id.belongs(chosen) & free).select(
-        table.id
-    )
-    return [r.id for r in rows]
+    rows = _execute(
+        db,
+        f"SELECT id FROM coordination WHERE platform = %s AND server_id IN ({_marks(chosen)}) "
+        f"AND {_CLAIMABLE}",
+        (platform, *chosen),
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def claim(
@@ -134,13 +206,12 @@ def claim(
 ) -> list[dict]:
     """Claim entities until the container holds ``max_claims``; returns what it holds."""
     now = now or utcnow()
-    postgres = db._adapter.dbengine == "postgres"
+    postgres = _postgres(db)
     lock = None if postgres else _sqlite_lock
     if lock:
         lock.acquire()
     try:
-        if cleanup_expired(db, now=now):
-            db.commit()
+        statements = []
         by_server = PLATFORM_SCOPE.get(platform) == "server"
         if postgres and by_server:
             # A whole-server claim locks candidate rows of more servers than it takes
@@ -148,52 +219,73 @@ def claim(
             # would skip each other's candidates (claiming nothing while servers are
             # free) or split a server. One server claimer per platform at a time
             # (released at commit); channel platforms keep SKIP LOCKED.
-            db.executesql(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))",
-                placeholders=(f"waddlebot:coordination:{platform}",),
+            statements.append(
+                (
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                    (f"waddlebot:coordination:{platform}",),
+                )
             )
-        rows = held_by(db, container_id, platform)
-        held = len({r.server_id for r in rows}) if by_server else len(rows)
-        need = max(0, max_claims - held)
+        # expired claims are freed first, in this transaction (they commit with the claim)
+        statements.append(_cleanup_statement(now))
+        statements.append(
+            (
+                f"SELECT {_VIEW_COLUMNS} FROM coordination WHERE claimed_by = %s AND platform = %s",
+                (container_id, platform),
+            )
+        )
+        held = _execute_all(db, statements).fetchall()
+        count = len({r[3] for r in held}) if by_server else len(held)  # r[3]: server_id
+        need = max(0, max_claims - count)
         if need:
-            finder = _candidates_postgres if postgres else _candidates_generic
-            ids = finder(db, platform, need if not by_server else need * 20)
+            ids = _candidates(db, platform, need if not by_server else need * 20)
             if ids and by_server:
                 ids = _whole_servers(db, platform, ids, need)
             if ids:
-                free = db.coordination.claimed_by == None  # noqa: E711
-                db(db.coordination.id.belongs(ids) & free).update(
-                    claimed_by=container_id,
-                    claimed_at=now,
-                    claim_expires=now + CLAIM_TTL,
-                    last_checkin=now,
-                    status="claimed",
-                )
+                take = (container_id, _stamp(now), _stamp(now + CLAIM_TTL), _stamp(now))
+                # the claimed_by guard keeps SQLite (no row locks) from taking a row twice
+                held += _execute(
+                    db,
+                    f"UPDATE coordination SET {_TAKE} "
+                    f"WHERE id IN ({_marks(ids)}) AND claimed_by IS NULL "
+                    f"RETURNING {_VIEW_COLUMNS}",
+                    (*take, _stamp(utcnow()), *ids),
+                ).fetchall()
         db.commit()
     finally:
         if lock:
             lock.release()
-    return [claim_view(r) for r in held_by(db, container_id, platform)]
+    return _views(held)
 
 
 def release(db, *, container_id: str, entity_ids: list[str] | None = None) -> int:
     """Give back some (``entity_ids``; an empty list releases none) or all claims."""
-    query = db.coordination.claimed_by == container_id
+    if entity_ids is not None and not entity_ids:
+        return 0
+    sql = f"UPDATE coordination SET {_UNCLAIM} WHERE claimed_by = %s"
+    params: tuple = (_stamp(utcnow()), container_id)
     if entity_ids is not None:
-        query &= db.coordination.entity_id.belongs(entity_ids)
-    return db(query).update(
-        claimed_by=None, claimed_at=None, claim_expires=None, status="available"
-    )
+        sql += f" AND entity_id IN ({_marks(entity_ids)})"
+        params += tuple(entity_ids)
+    return _execute(db, sql, params).rowcount
 
 
 def checkin(db, *, container_id: str, now: datetime.datetime | None = None) -> dict:
     """The 5-minute check-in: keeps the container's claims alive."""
     now = now or utcnow()
-    cleanup_expired(db, now=now)
-    renewed = db(db.coordination.claimed_by == container_id).update(
-        last_checkin=now, claim_expires=now + CLAIM_TTL
-    )
-    return {"renewed": renewed, "claims": [claim_view(r) for r in held_by(db, container_id)]}
+    renew = (_stamp(now), _stamp(now + CLAIM_TTL), _stamp(utcnow()), container_id)
+    # expired claims first, so a late check-in finds its claims gone
+    renewed = _execute_all(
+        db,
+        [
+            _cleanup_statement(now),
+            (
+                "UPDATE coordination SET last_checkin = %s, claim_expires = %s, updated_at = %s "
+                f"WHERE claimed_by = %s RETURNING {_VIEW_COLUMNS}",
+                renew,
+            ),
+        ],
+    ).fetchall()
+    return {"renewed": len(renewed), "claims": _views(renewed)}
 
 
 def heartbeat(db, *, container_id: str, now: datetime.datetime | None = None) -> dict:
@@ -253,15 +345,18 @@ def release_offline(
     now: datetime.datetime | None = None,
 ) -> dict:
     """Drop the container's offline entities and claim new ones in their place."""
-    offline = db(
-        (db.coordination.claimed_by == container_id)
-        & (db.coordination.platform == platform)
-        & (db.coordination.is_live == False)
-    ).select(db.coordination.entity_id)
-    released = [r.entity_id for r in offline]
-    if released:
-        release(db, container_id=container_id, entity_ids=released)
+    # one statement finds and frees them; on PostgreSQL it commits with the claim below
+    offline = _execute(
+        db,
+        f"UPDATE coordination SET {_UNCLAIM} WHERE claimed_by = %s AND platform = %s "
+        "AND is_live = 'F' RETURNING id, entity_id",
+        (_stamp(utcnow()), container_id, platform),
+    ).fetchall()
+    if not _postgres(db):
+        # SQLite: an open write transaction while waiting for the claim lock would
+        # block the claimer holding it
         db.commit()
+    released = [entity_id for _id, entity_id in sorted(offline)]
     claimed = claim(
         db, platform=platform, container_id=container_id, max_claims=max_claims, now=now
     )

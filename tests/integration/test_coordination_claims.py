@@ -1,10 +1,11 @@
 """Coordination of collector containers (router_module/services/coordination.py).
 
-Service level, on the real PostgreSQL primary: the coordination functions are called
-directly with explicit ``now=`` values (a controllable clock), each thread on its own
-connection (``with database.connection() as db``). The tests run in a database of
-their own on the test cluster (created here, dropped afterwards), because other
-suites reset the shared ``waddlebot_test`` database while they run.
+Service level, on the real PostgreSQL primary and on SQLite (the embedded default):
+the coordination functions are called directly with explicit ``now=`` values (a
+controllable clock), each thread on its own connection (``with database.connection()
+as db``). The PostgreSQL tests run in a database of their own on the test cluster
+(created here, dropped afterwards), because other suites reset the shared
+``waddlebot_test`` database while they run.
 
 What must hold (spec "Coordination"; DESIGN §2): concurrent claimers never take the
 same entity, live and higher-priority entities are claimed first, a claim runs out
@@ -62,9 +63,24 @@ def _admin(sql: str) -> None:
         connection.close()
 
 
-@pytest.fixture(scope="module")
-def database() -> Iterator[Database]:
-    """The router tables on a private PostgreSQL database of the test cluster."""
+@pytest.fixture(scope="module", params=["postgres", "sqlite"])
+def database(request, tmp_path_factory) -> Iterator[Database]:
+    """The router tables on a private PostgreSQL database of the test cluster, or on a
+    SQLite file (the embedded default: same functions, a lock instead of row locks)."""
+    if request.param == "sqlite":
+        folder = tmp_path_factory.mktemp("coordination")
+        database = Database(
+            f"sqlite://{folder / 'coordination.sqlite'}",
+            definers=[models.define_tables],
+            migrate=True,
+            pool_size=0,
+            folder=str(folder),
+        )
+        try:
+            yield database
+        finally:
+            database.close()
+        return
     name = f"waddlebot_coord_{uuid.uuid4().hex[:8]}"
     _admin(f'CREATE DATABASE "{name}"')
     url = urlunsplit(urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}"))
