@@ -121,6 +121,25 @@ def test_concurrent_stores_share_commits(database):
     assert results.count("stored") == 30 and writer.commits <= 30
 
 
+def test_the_writer_commits_in_one_statement_and_survives_a_dropped_connection(database):
+    writer = event_log.NotificationWriter(database)
+    first = [(_row("pg-d1"), Future())]
+    writer.write(first)
+    assert first[0][1].result() == "stored"
+    connection = writer._direct._connection
+    assert connection is not None and connection.autocommit
+    # committed when write() returns: another session sees the row at once
+    with database.connection() as db:
+        assert db(db.twitch_events.message_id == "pg-d1").count() == 1
+        # the server drops the writer's connection (restart, idle timeout, failover)
+        pid = connection.get_backend_pid()
+        db.executesql("SELECT pg_terminate_backend(%s);", placeholders=[pid])
+    again = [(_row("pg-d2"), Future()), (_row("pg-d1"), Future())]
+    writer.write(again)
+    assert [done.result() for _, done in again] == ["stored", "duplicate"]
+    assert writer._direct._connection is not connection
+
+
 def test_forwarding_leases_records_and_counts_activities(database):
     router = StubServer()
     router.route(

@@ -23,7 +23,7 @@ import pytest
 from waddlebot.contracts import Event
 from waddlebot.db import Database
 from waddlebot.settings import Secret
-from waddlebot.store import MemoryStore
+from waddlebot.store import MemoryStore, StoreUnavailable
 from waddlebot.testkit import StubServer
 from waddlebot.twitch import eventsub
 from waddlebot.web import ApiError, ServiceUnavailable, ValidationError
@@ -267,18 +267,34 @@ def test_malformed_bodies_and_unknown_message_types_are_400(database):
     assert unknown.value.field == eventsub.MESSAGE_TYPE
 
 
-def test_a_failed_insert_forgets_the_id_so_twitchs_retry_gets_in(database):
-    store = MemoryStore()
-
+def test_a_failed_insert_is_a_503_and_twitchs_retry_gets_in(database):
     class _Down:
         def connection(self):
             raise RuntimeError("database unavailable")
 
     headers, body = _signed(fixture("channel.follow"), message_id="retry-me")
-    with pytest.raises(ServiceUnavailable):
-        _receiver(_Down(), store=store).receive(headers, body)
-    assert store.get(webhook.SEEN_PREFIX + "retry-me") is None
-    assert _receiver(database, store=store).receive(headers, body).outcome == "stored"
+    with pytest.raises(ServiceUnavailable) as failed:
+        _receiver(_Down()).receive(headers, body)
+    assert failed.value.status == 503
+    assert _receiver(database).receive(headers, body).outcome == "stored"
+    assert _receiver(database).receive(headers, body).outcome == "duplicate"
+
+
+class _StoreDown(MemoryStore):
+    """A store whose every call fails, as Redis does when it is unreachable."""
+
+    def __getattribute__(self, name):
+        if name.startswith("_"):
+            return object.__getattribute__(self, name)
+        raise StoreUnavailable(f"store down ({name})")
+
+
+def test_notifications_are_stored_and_deduplicated_while_the_store_is_down(database):
+    receiver = _receiver(database, store=_StoreDown())
+    headers, body = _signed(fixture("channel.follow"), message_id="no-store-1")
+    assert receiver.receive(headers, body).outcome == "stored"
+    assert receiver.receive(headers, body).outcome == "duplicate"
+    assert [row["message_id"] for row in _rows(database)] == ["no-store-1"]
 
 
 def test_concurrent_notifications_share_commits(database):

@@ -44,7 +44,13 @@ def insert_many(db, table: str, rows: list[dict], *, unique: str, multirow: bool
     return inserted
 
 
-def _insert_postgres(db, table: str, rows: list[dict], unique: str) -> dict:
+def postgres_insert(table: str, rows: list[dict], unique: str) -> tuple[str, list]:
+    """The one-statement multi-row insert of ``rows`` and its parameters.
+
+    ``INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING unique, id``: the rows whose
+    key is already stored (or repeated earlier in ``rows``) are skipped, and the answer
+    maps each new key to its id.
+    """
     columns = list(rows[0])
     single = "(" + ", ".join(["%s"] * len(columns)) + ")"
     names = ", ".join(f'"{name}"' for name in columns)
@@ -53,10 +59,19 @@ def _insert_postgres(db, table: str, rows: list[dict], unique: str) -> dict:
         + ", ".join([single] * len(rows))
         + f' ON CONFLICT ("{unique}") DO NOTHING RETURNING "{unique}", "id"'
     )
-    values = [_postgres_value(row.get(name)) for row in rows for name in columns]
+    return sql, [_postgres_value(row.get(name)) for row in rows for name in columns]
+
+
+def is_missing_unique_index(exc: BaseException) -> bool:
+    """True when PostgreSQL refused ``ON CONFLICT`` for want of a unique index."""
+    return "ON CONFLICT" in str(exc).upper()
+
+
+def _insert_postgres(db, table: str, rows: list[dict], unique: str) -> dict:
+    sql, values = postgres_insert(table, rows, unique)
     try:
         return {key: new_id for key, new_id in db.executesql(sql, placeholders=values)}
     except Exception as exc:
-        if "ON CONFLICT" in str(exc).upper():
+        if is_missing_unique_index(exc):
             raise MissingUniqueIndex(f"{table}.{unique} has no unique index") from exc
         raise

@@ -3,10 +3,17 @@
 Each webhook request hands its row to :class:`NotificationWriter` and waits until the
 transaction holding it has committed, so nothing is acknowledged before it is stored.
 One writer thread inserts everything queued meanwhile in a single transaction: under
-load many notifications share one connection checkout and one commit (one fsync),
-instead of each request taking a pooled connection of its own. A message id that is
-already stored (another replica, an expired de-duplication key) comes back as
-``"duplicate"`` rather than failing its neighbours.
+load many notifications share one statement and one commit (one fsync), instead of
+each request taking a pooled connection of its own. The unique index on
+``message_id`` is the de-duplication: a message id that is already stored (a Twitch
+redelivery, another replica) comes back as ``"duplicate"`` from the same statement,
+rather than failing its neighbours.
+
+On PostgreSQL the writer keeps a connection of its own in autocommit mode, so a batch
+is one parameterised ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` - one round trip
+that is its own transaction, committed (and flushed) before the answer comes back: no
+separate ``COMMIT``, no pool checkout, no query builder. Elsewhere (embedded SQLite)
+it goes through pydal on a pooled connection, kept while batches keep coming.
 
 With a consumer attached (the forwarder), new rows are written already leased to this
 process and handed over in memory right after the commit: no query to find them again.
@@ -27,7 +34,7 @@ from concurrent.futures import Future
 
 from waddlebot.db import Database, utcnow
 
-from ._bulk import MissingUniqueIndex, insert_many
+from ._bulk import MissingUniqueIndex, insert_many, is_missing_unique_index, postgres_insert
 
 log = logging.getLogger("waddlebot.twitch.event_log")
 
@@ -53,6 +60,62 @@ def is_unique_violation(exc: BaseException) -> bool:
     return name in ("IntegrityError", "UniqueViolation") or "unique" in str(exc).lower()
 
 
+class AutocommitInserter:
+    """A PostgreSQL connection of one writer thread, in autocommit mode.
+
+    Every :meth:`insert` is one statement and its own transaction: when it returns, the
+    rows are committed. A connection found broken (the server restarted, an idle
+    connection dropped) is replaced and the statement sent once more; that is safe
+    because ``ON CONFLICT DO NOTHING`` makes a resend of committed rows a no-op.
+    """
+
+    def __init__(self, uri: str, *, connect_timeout: int = 5):
+        self.uri = uri
+        self.connect_timeout = connect_timeout
+        self._connection = None
+
+    def insert(self, table: str, rows: list[dict], unique: str) -> dict:
+        """Insert ``rows`` unless their ``unique`` value exists; {key: new id}, committed."""
+        import psycopg2
+
+        sql, values = postgres_insert(table, rows, unique)
+        for attempt in (0, 1):
+            connection = self._connect()
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(sql, values)
+                    return dict(cursor.fetchall())
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                self.close()
+                if attempt:
+                    raise
+            except psycopg2.Error as exc:
+                if is_missing_unique_index(exc):
+                    raise MissingUniqueIndex(f"{table}.{unique} has no unique index") from exc
+                raise
+        raise AssertionError("unreachable")
+
+    def _connect(self):
+        if self._connection is None or self._connection.closed:
+            import psycopg2
+
+            connection = psycopg2.connect(self.uri, connect_timeout=self.connect_timeout)
+            connection.autocommit = True
+            self._connection = connection
+        return self._connection
+
+    def close(self) -> None:
+        """Close the connection (a new one is opened on the next insert)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
+def _is_postgres(uri: str) -> bool:
+    return uri.startswith(("postgres://", "postgresql://"))
+
+
 class NotificationWriter:
     """Group-commit writer of ``twitch_events`` rows; ``store`` blocks until committed."""
 
@@ -73,6 +136,8 @@ class NotificationWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._multirow = True
+        uri = getattr(database, "primary_uri", "") or ""
+        self._direct = AutocommitInserter(uri) if _is_postgres(uri) else None
         self._held = None
         self._db = None
         #: seconds without a notification after which the writer returns its connection
@@ -176,12 +241,8 @@ class NotificationWriter:
         return {**row, "next_attempt_at": until, "lease_token": self.lease_token}
 
     def _insert_all(self, rows: list[dict]) -> tuple[list, list]:
-        db = self._connection()
         try:
-            inserted = insert_many(
-                db, "twitch_events", rows, unique="message_id", multirow=self._multirow
-            )
-            db.commit()
+            inserted = self._insert_committed(rows)
         except MissingUniqueIndex:
             self._release(failed=True)
             log.warning("twitch_events has no unique message_id index; run `waddlebot migrate`")
@@ -194,6 +255,17 @@ class NotificationWriter:
             results.append(STORED if new_id is not None else DUPLICATE)
             ids.append(new_id)
         return results, ids
+
+    def _insert_committed(self, rows: list[dict]) -> dict:
+        """Insert and commit; {message id: new id} of the rows that were not stored yet."""
+        if self._direct is not None and self._multirow:
+            return self._direct.insert("twitch_events", rows, "message_id")
+        db = self._connection()
+        inserted = insert_many(
+            db, "twitch_events", rows, unique="message_id", multirow=self._multirow
+        )
+        db.commit()
+        return inserted
 
     def _insert_each(self, rows: list[dict]) -> tuple[list, list]:
         self._release(failed=True)

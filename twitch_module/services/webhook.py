@@ -5,9 +5,11 @@ nothing stored otherwise), then the timestamp window, then the message type.
 A notification is written to ``twitch_events`` and committed *before* the 2xx answer
 (in a group commit shared with concurrent requests), so Twitch never hears "received"
 for something that could be lost; forwarding to the router happens afterwards on the
-forwarder thread. A message id already seen (store
-``SET NX`` with a TTL, backed by the unique index) is acknowledged and ignored.
-"""
+forwarder thread. A message id already seen is acknowledged and ignored: for
+notifications the unique index on ``message_id`` decides, in the same statement that
+stores the row (no store round trip on the request path, and a store outage does not
+stop notifications); a revocation, which stores nothing of its own, is remembered in
+the store (``SET NX`` with a TTL)."""
 
 from __future__ import annotations
 
@@ -152,8 +154,6 @@ class EventSubReceiver:
         subscription_type = subscription.get("type") or headers.get(eventsub.SUBSCRIPTION_TYPE)
         if not isinstance(subscription_type, str) or not subscription_type:
             raise ValidationError("subscription.type is required", field="subscription.type")
-        if not self._first_sight(message_id):
-            return Receipt(204, "duplicate")
         supported = subscription_type in SUPPORTED_TYPES
         received = utcnow()
         broadcaster = (
@@ -180,8 +180,7 @@ class EventSubReceiver:
         try:
             result = self.writer.store(row)
         except Exception as exc:  # noqa: BLE001 - any failure means "not stored"
-            # not stored, so not acknowledged: let Twitch's retry of this id through
-            self._forget(message_id)
+            # not stored, so not acknowledged: Twitch retries the same id later
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             log.warning("could not store EventSub message: %s %s", type(exc).__name__, first)
             raise ServiceUnavailable(
