@@ -10,6 +10,7 @@ recorded in ``module_responses`` with its delivery status.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -264,6 +265,7 @@ class OutcomeWriter:
                     target=self._loop, name="delivery-outcomes", daemon=True
                 )
                 self._thread.start()
+                atexit.register(self._flush_at_exit)
         self._wake.set()
 
     def _loop(self) -> None:
@@ -277,6 +279,14 @@ class OutcomeWriter:
                 log.exception("could not record delivery outcomes; will retry")
                 time.sleep(1.0)
                 self._wake.set()
+
+    def _flush_at_exit(self) -> None:
+        # a worker that stops keeps no outcome in memory only (the row would stay pending)
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - the process is ending; say so, don't raise
+            count = len(self._pending)
+            log.warning("delivery outcomes of %d responses not recorded at exit", count)
 
     def flush(self) -> None:
         """Write every queued outcome now."""
