@@ -26,6 +26,8 @@ from pydal.validators import (
 )
 from yatl.helpers import CAT, SPAN
 
+from waddlebot.router_tables import ROLES_VERSION_KEY
+
 from .common import (
     HOME_PATH,
     community_access,
@@ -173,6 +175,9 @@ def members(community_id):
                 role=form.vars["role"],
                 assigned_by=f"portal:{community_access.user.email}",
             )
+            db.commit()
+            # every router process drops its cached role maps when this counter moves
+            store.incr(ROLES_VERSION_KEY)
             flash.set(f"Member #{form.vars['user_id']} is now {form.vars['role']}.")
             redirect(URL())
     if request.method == "POST":

@@ -34,7 +34,7 @@ for _attempt in range(3):
         if "unique" not in str(_exc).lower() and "duplicate" not in str(_exc).lower():
             raise
 
-directory = Directory(database, entity_ttl=settings.entity_cache_ttl)
+directory = Directory(database, entity_ttl=settings.entity_cache_ttl, store=store)
 catalog = CommandCatalog(database, store, ttl=settings.command_cache_ttl)
 engines = ExecutionEngines(settings, per_module_limit=max(2, settings.max_concurrent // 4))
 delivery = Delivery(database, store, api_key=settings.api_keys[0].reveal())

@@ -9,6 +9,10 @@ from pydal import Field
 
 from .db import index, utcnow
 
+#: store counter bumped whenever a ``community_rbac`` row changes (router API, portal):
+#: every router process drops its cached role maps when it sees the counter move
+ROLES_VERSION_KEY = "router:roles:version"
+
 
 def define_router_tables(db) -> None:
     """Define the router's tables on ``db`` (idempotent)."""

@@ -152,7 +152,8 @@ def member_choices(db, community_id: int) -> list[tuple[int, str]]:
 
 
 def set_role(db, *, community_id: int, user_id: int, role: str, assigned_by: str) -> None:
-    """Store a member's role (the router's role cache picks it up within 30 s)."""
+    """Store a member's role; the caller bumps ``ROLES_VERSION_KEY`` after the commit so
+    every router process reloads its role maps (within a second)."""
     if role not in ASSIGNABLE_ROLES:
         raise ValueError(f"role must be one of {', '.join(ASSIGNABLE_ROLES)}")
     community = db.communities(community_id)

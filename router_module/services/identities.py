@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 
 from waddlebot.contracts import entity_id_for
 from waddlebot.db import Database, utcnow
+from waddlebot.router_tables import ROLES_VERSION_KEY
+from waddlebot.store import Store, StoreUnavailable
 
 from .cache import TTLCache
 
@@ -82,18 +85,27 @@ def _is_unique_violation(exc: Exception) -> bool:
 class Directory:
     """Entities, communities, users and roles with caches in front of the database."""
 
+    #: how often the shared roles version counter is checked, in seconds
+    version_check_interval = 1.0
+
     def __init__(
         self,
         database: Database,
         *,
         entity_ttl: float,
         user_ttl: float = 600.0,
-        role_ttl: float = 30.0,
+        role_ttl: float = 600.0,
+        store: Store | None = None,
     ):
         self.database = database
+        self.store = store
         self.entities = TTLCache(entity_ttl)
         self.users = TTLCache(user_ttl, max_items=200_000)
-        self.roles = TTLCache(role_ttl, max_items=200_000)
+        # role maps live long: a change anywhere bumps ROLES_VERSION_KEY, seen here within
+        # version_check_interval (without a store, role_ttl alone bounds staleness)
+        self.roles = TTLCache(role_ttl if store is not None else min(role_ttl, 30.0), 200_000)
+        self._roles_checked_at = 0.0
+        self._roles_version: str | None = None
         self._create_lock = threading.Lock()
         self._user_lock = threading.Lock()
 
@@ -286,6 +298,7 @@ class Directory:
         A community's whole role map is cached (it only has rows for people with a
         role), so a member's command costs no database read.
         """
+        self._fresh_roles()
         roles = self.roles.get(community_id)
         if roles is None:
             rows = self.database.read(
@@ -296,6 +309,23 @@ class Directory:
             roles = {r.user_id: r.role for r in rows}
             self.roles.put(community_id, roles)
         return roles.get(user_id, "member")
+
+    def _fresh_roles(self) -> None:
+        """Drop every cached role map when another process changed a role."""
+        if self.store is None:
+            return
+        now = time.monotonic()
+        if now - self._roles_checked_at < self.version_check_interval:
+            return
+        self._roles_checked_at = now
+        try:
+            version = self.store.get(ROLES_VERSION_KEY)
+        except StoreUnavailable:
+            return
+        if version != self._roles_version:
+            if self._roles_version is not None or version is not None:
+                self.roles.clear()
+            self._roles_version = version
 
     def role_of(self, entity: EntityInfo, user_id: int, platform_user_id: str, badges) -> str:
         """The user's level here: the higher of platform badges and stored role."""
@@ -310,6 +340,16 @@ class Directory:
         """Store a role for a user in a community (upsert)."""
         self._set_role(self.database.primary, community_id, user_id, role, assigned_by)
         self.roles.pop(community_id)
+        self.roles_changed()
+
+    def roles_changed(self) -> None:
+        """Tell every router process (this one included) to reload role maps."""
+        if self.store is None:
+            return
+        try:
+            self.store.incr(ROLES_VERSION_KEY)
+        except StoreUnavailable:
+            pass  # the other processes' role maps then refresh after role_ttl
 
     @staticmethod
     def _set_role(db, community_id, user_id, role, assigned_by) -> None:

@@ -254,6 +254,18 @@ def test_an_owner_changes_a_members_role(env):
     assert answer.status_code == 303
     page = env.page(path).text
     assert re.search(r"nina</td>.*?role-vip", page, re.S)
+
+    # the router has nina's community role map cached (vip: too low for this command);
+    # the portal's change reaches it through the shared roles counter, not a 10-minute TTL
+    admin_only = "!community portal login add nina@example.org"
+    assert env.chat(admin_only, user="nina", roles=[])["executions"][0]["status"] == "denied"
+    answer = env.submit(path, "member_role", {"user_id": nina, "role": "admin"})
+    assert answer.status_code == 303
+    _wait(
+        lambda: env.chat(admin_only, user="nina", roles=[])["executions"][0]["status"] == "success",
+        timeout=5,
+        what="the router to see nina's new role",
+    )
     answer = env.submit(path, "member_role", {"user_id": "1", "role": "member"})
     assert answer.status_code == 200  # the owner is not offered: a validation error
 
