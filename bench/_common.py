@@ -183,6 +183,21 @@ def cpu_breakdown(
 
 
 # -- processes --------------------------------------------------------------------------
+def code_version(key: str, *paths: str) -> dict:
+    """The commit measured, and under ``key`` how many files below ``paths`` differ from it."""
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(REPO_DIR), *args], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        changed = git("status", "--porcelain", "--", *paths).splitlines()
+        return {"commit": git("rev-parse", "--short", "HEAD"), key: len(changed)}
+    except Exception:  # noqa: BLE001 - informative only
+        return {}
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as probe:

@@ -488,7 +488,9 @@ def main(argv: list[str] | None = None) -> int:
         "users": USERS,
         "commands": MODULES * COMMANDS_PER_MODULE,
         "database": database_url.rsplit("/", 1)[1],
-        "code": code_version(),
+        "code": bench.code_version(
+            "uncommitted_router_lib_files", "router_module", "libs/waddlebot"
+        ),
         "profiled": args.profile is not None,
     }
     procs = bench.Processes(work / "logs")
@@ -773,25 +775,6 @@ def start_router(procs: bench.Processes, port: int, env: dict, args, attempts: i
             )
             procs.stop(router)
     raise RuntimeError("the router did not boot")
-
-
-def code_version() -> dict:
-    """The commit measured, and whether router/lib files had uncommitted changes."""
-    import subprocess
-
-    def git(*a):
-        return subprocess.run(
-            ["git", "-C", str(bench.REPO_DIR), *a], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-
-    try:
-        changed = git("status", "--porcelain", "--", "router_module", "libs/waddlebot").splitlines()
-        return {
-            "commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted_router_lib_files": len(changed),
-        }
-    except Exception:  # noqa: BLE001 - informative only
-        return {}
 
 
 def stub_posts(port: int) -> int:

@@ -338,24 +338,6 @@ def clean_store(prefix: str) -> None:
         log.warning("could not clean store keys: %s", exc)
 
 
-def code_version() -> dict:
-    """The commit measured and how many twitch/lib files differ from it."""
-
-    def git(*a):
-        return subprocess.run(
-            ["git", "-C", str(bench.REPO_DIR), *a], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-
-    try:
-        changed = git("status", "--porcelain", "--", "twitch_module", "libs/waddlebot")
-        return {
-            "commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted_twitch_lib_files": len(changed.splitlines()),
-        }
-    except Exception:  # noqa: BLE001 - informative only
-        return {}
-
-
 # -- main -------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its JSON result."""
@@ -408,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "twitch_webhook",
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": bench.machine(),
-        "code": code_version(),
+        "code": bench.code_version(
+            "uncommitted_twitch_lib_files", "twitch_module", "libs/waddlebot"
+        ),
         "setup": {
             "mode": args.mode,
             "server": (
