@@ -592,6 +592,26 @@ class Writes:
         return [int(value) for value in cursor.fetchone()]
 
 
+def sql_timestamp(value: datetime.datetime) -> str:
+    """A timestamp parameter as pydal stores one (to the second, space-separated)."""
+    return value.isoformat(" ")[:19]
+
+
+def execute(dal: DAL, sql: str, params=()):
+    """Run one parameterised statement (``%s`` marks) on this thread's pydal connection.
+
+    The connection is taken from the pool if the thread has none yet, so the statement
+    joins the request's transaction; on SQLite the marks become ``?``. Returns the
+    cursor (``fetchall``, ``rowcount``).
+    """
+    adapter = dal._adapter
+    if adapter.dbengine != "postgres":
+        sql = sql.replace("%s", "?")
+    adapter.connection  # noqa: B018 - takes this thread's pooled connection if none yet
+    adapter.cursor.execute(sql, params)
+    return adapter.cursor
+
+
 def _encode(field: Field, value):
     """A Python value as pydal stores it in ``field`` (booleans 'T'/'F', JSON as text)."""
     if value is None:
@@ -602,5 +622,5 @@ def _encode(field: Field, value):
     if kind in ("json", "jsonb"):
         return serializers.json(value)
     if kind == "datetime" and isinstance(value, datetime.datetime):
-        return value.isoformat(" ")[:19]
+        return sql_timestamp(value)
     return value

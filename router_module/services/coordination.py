@@ -23,7 +23,8 @@ import datetime
 import threading
 
 from waddlebot.contracts import PLATFORMS
-from waddlebot.db import utcnow
+from waddlebot.db import execute, utcnow
+from waddlebot.db import sql_timestamp as stamp
 from waddlebot.web import NotFound, ValidationError
 
 CLAIM_TTL = datetime.timedelta(minutes=30)
@@ -99,22 +100,8 @@ def _views(rows: list[tuple]) -> list[dict]:
     return [_view(r) for r in sorted(rows, key=lambda r: r[0])]
 
 
-def _stamp(value: datetime.datetime) -> str:
-    """A timestamp parameter as pydal writes one (to the second, space-separated)."""
-    return value.isoformat(" ")[:19]
-
-
 def _postgres(db) -> bool:
     return db._adapter.dbengine == "postgres"
-
-
-def _execute(db, sql: str, params: tuple = ()):
-    """Run one statement with ``%s`` parameters on the connection's cursor; the cursor."""
-    adapter = db._adapter
-    if adapter.dbengine != "postgres":
-        sql = sql.replace("%s", "?")  # sqlite3's parameter style
-    adapter.execute(sql, params)
-    return adapter.cursor
 
 
 def _execute_all(db, statements: list[tuple[str, tuple]]):
@@ -123,9 +110,9 @@ def _execute_all(db, statements: list[tuple[str, tuple]]):
     the last one's result."""
     if not _postgres(db):  # sqlite3 runs one statement per call
         for sql, params in statements[:-1]:
-            _execute(db, sql, params)
-        return _execute(db, *statements[-1])
-    return _execute(
+            execute(db, sql, params)
+        return execute(db, *statements[-1])
+    return execute(
         db,
         ";\n".join(sql for sql, _params in statements),
         tuple(value for _sql, params in statements for value in params),
@@ -153,19 +140,19 @@ def validate_container(value) -> str:
 def _cleanup_statement(now: datetime.datetime) -> tuple[str, tuple]:
     return (
         f"UPDATE coordination SET {_UNCLAIM} WHERE claimed_by IS NOT NULL AND {_STALE}",
-        (_stamp(utcnow()), _stamp(now), _stamp(now - CHECKIN_TIMEOUT)),
+        (stamp(utcnow()), stamp(now), stamp(now - CHECKIN_TIMEOUT)),
     )
 
 
 def cleanup_expired(db, *, now: datetime.datetime | None = None) -> int:
     """Free claims whose time ran out or whose container stopped checking in."""
-    return _execute(db, *_cleanup_statement(now or utcnow())).rowcount
+    return execute(db, *_cleanup_statement(now or utcnow())).rowcount
 
 
 def _candidates(db, platform: str, limit: int) -> list[int]:
     """Ids of claimable rows in claim order; on PostgreSQL locked, skipping locked ones."""
     lock = " FOR UPDATE SKIP LOCKED" if _postgres(db) else ""
-    rows = _execute(
+    rows = execute(
         db,
         f"SELECT id FROM coordination WHERE platform = %s AND {_CLAIMABLE} "
         f"ORDER BY {_CLAIM_ORDER} LIMIT %s{lock}",
@@ -176,7 +163,7 @@ def _candidates(db, platform: str, limit: int) -> list[int]:
 
 def _whole_servers(db, platform: str, ids: list[int], servers: int) -> list[int]:
     """Discord/Slack claim whole servers: every free channel of the first servers found."""
-    picked = _execute(
+    picked = execute(
         db,
         f"SELECT server_id FROM coordination WHERE id IN ({_marks(ids)}) ORDER BY id",
         tuple(ids),
@@ -187,7 +174,7 @@ def _whole_servers(db, platform: str, ids: list[int], servers: int) -> list[int]
             chosen.append(server_id)
         if len(chosen) == servers:
             break
-    rows = _execute(
+    rows = execute(
         db,
         f"SELECT id FROM coordination WHERE platform = %s AND server_id IN ({_marks(chosen)}) "
         f"AND {_CLAIMABLE}",
@@ -241,14 +228,14 @@ def claim(
             if ids and by_server:
                 ids = _whole_servers(db, platform, ids, need)
             if ids:
-                take = (container_id, _stamp(now), _stamp(now + CLAIM_TTL), _stamp(now))
+                take = (container_id, stamp(now), stamp(now + CLAIM_TTL), stamp(now))
                 # the claimed_by guard keeps SQLite (no row locks) from taking a row twice
-                held += _execute(
+                held += execute(
                     db,
                     f"UPDATE coordination SET {_TAKE} "
                     f"WHERE id IN ({_marks(ids)}) AND claimed_by IS NULL "
                     f"RETURNING {_VIEW_COLUMNS}",
-                    (*take, _stamp(utcnow()), *ids),
+                    (*take, stamp(utcnow()), *ids),
                 ).fetchall()
         db.commit()
     finally:
@@ -262,17 +249,17 @@ def release(db, *, container_id: str, entity_ids: list[str] | None = None) -> in
     if entity_ids is not None and not entity_ids:
         return 0
     sql = f"UPDATE coordination SET {_UNCLAIM} WHERE claimed_by = %s"
-    params: tuple = (_stamp(utcnow()), container_id)
+    params: tuple = (stamp(utcnow()), container_id)
     if entity_ids is not None:
         sql += f" AND entity_id IN ({_marks(entity_ids)})"
         params += tuple(entity_ids)
-    return _execute(db, sql, params).rowcount
+    return execute(db, sql, params).rowcount
 
 
 def checkin(db, *, container_id: str, now: datetime.datetime | None = None) -> dict:
     """The 5-minute check-in: keeps the container's claims alive."""
     now = now or utcnow()
-    renew = (_stamp(now), _stamp(now + CLAIM_TTL), _stamp(utcnow()), container_id)
+    renew = (stamp(now), stamp(now + CLAIM_TTL), stamp(utcnow()), container_id)
     # expired claims first, so a late check-in finds its claims gone
     renewed = _execute_all(
         db,
@@ -346,11 +333,11 @@ def release_offline(
 ) -> dict:
     """Drop the container's offline entities and claim new ones in their place."""
     # one statement finds and frees them; on PostgreSQL it commits with the claim below
-    offline = _execute(
+    offline = execute(
         db,
         f"UPDATE coordination SET {_UNCLAIM} WHERE claimed_by = %s AND platform = %s "
         "AND is_live = 'F' RETURNING id, entity_id",
-        (_stamp(utcnow()), container_id, platform),
+        (stamp(utcnow()), container_id, platform),
     ).fetchall()
     if not _postgres(db):
         # SQLite: an open write transaction while waiting for the claim lock would

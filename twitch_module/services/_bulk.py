@@ -9,7 +9,10 @@ pydal selects the keys present and inserts the others one by one.
 from __future__ import annotations
 
 import datetime
-import json
+
+from pydal.helpers.serializers import serializers
+
+from waddlebot.db import sql_timestamp
 
 
 class MissingUniqueIndex(RuntimeError):
@@ -17,13 +20,13 @@ class MissingUniqueIndex(RuntimeError):
 
 
 def _postgres_value(value):
-    """A value as pydal stores it on PostgreSQL."""
+    """A value as pydal stores it on PostgreSQL (the encodings of ``waddlebot.db``)."""
     if isinstance(value, bool):
         return "T" if value else "F"
     if isinstance(value, datetime.datetime):
-        return value.replace(microsecond=0)
+        return sql_timestamp(value)
     if isinstance(value, (dict, list)):
-        return json.dumps(value)
+        return serializers.json(value)
     return value
 
 
