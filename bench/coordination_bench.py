@@ -60,7 +60,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -94,27 +93,12 @@ def router_parts():
 
 
 # -- setup ------------------------------------------------------------------------------
-def admin(sql: str) -> None:
-    import psycopg2
-
-    from waddlebot.testkit import TEST_DATABASE_URL
-
-    connection = psycopg2.connect(TEST_DATABASE_URL)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-    finally:
-        connection.close()
-
-
 def create_database() -> tuple[str, str]:
     """A fresh database on the test primary; (name, url)."""
-    from waddlebot.testkit import TEST_DATABASE_URL
+    from waddlebot.testkit import create_database as create
 
     name = f"waddlebot_bench_coord_{uuid.uuid4().hex[:8]}"
-    admin(f'CREATE DATABASE "{name}"')
-    return name, urlunsplit(urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}"))
+    return name, create(name)
 
 
 def load_entities(url: str, count: int, seed: int) -> int:
@@ -401,8 +385,10 @@ def main(argv: list[str] | None = None) -> int:
         result["live_at_start"] = live
     finally:
         if not args.keep_db:
+            from waddlebot.testkit import drop_database
+
             with contextlib.suppress(Exception):
-                admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                drop_database(name)
     print(json.dumps(result, indent=2))
     ok = result["double_claims"] == 0 and result["lost_claims"] == 0 and not result["errors"]
     return 0 if ok else 1

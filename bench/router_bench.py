@@ -61,38 +61,25 @@ def bench_database_urls(shared: bool) -> tuple[str, str]:
     ``reset_postgres()``, and so would we); by default the benchmark uses its own
     database in the same cluster (same server, same streaming replica).
     """
-    from urllib.parse import urlsplit, urlunsplit
-
-    from waddlebot.testkit import TEST_DATABASE_URL, TEST_REPLICA_URL
+    from waddlebot.testkit import TEST_DATABASE_URL, TEST_REPLICA_URL, database_url
 
     if shared:
         return TEST_DATABASE_URL, TEST_REPLICA_URL
-
-    def renamed(url: str) -> str:
-        return urlunsplit(urlsplit(url)._replace(path="/" + BENCH_DB))
-
-    return renamed(TEST_DATABASE_URL), renamed(TEST_REPLICA_URL)
+    return database_url(BENCH_DB), database_url(BENCH_DB, TEST_REPLICA_URL)
 
 
 def ensure_database(primary_url: str, replica_url: str) -> None:
     """Create the benchmark database when missing and wait until the replica has it."""
-    import psycopg2
+    from waddlebot.testkit import (
+        TEST_DATABASE_URL,
+        TEST_REPLICA_URL,
+        create_database,
+        wait_for_replica,
+    )
 
-    from waddlebot.testkit import TEST_DATABASE_URL, TEST_REPLICA_URL, wait_for_replica
-
-    name = primary_url.rsplit("/", 1)[1]
     if primary_url == TEST_DATABASE_URL:
         return
-    connection = psycopg2.connect(TEST_DATABASE_URL)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{name}"')
-                log.info("created database %s", name)
-    finally:
-        connection.close()
+    create_database(primary_url.rsplit("/", 1)[1], if_missing=True)
     wait_for_replica(TEST_DATABASE_URL, TEST_REPLICA_URL)
 
 
@@ -931,18 +918,14 @@ def warm_pass(port: int, token: str, rounds: int, budget_s: float) -> dict:
 
 def clean_store(prefix: str) -> None:
     """Drop this run's keys from Redis (dedupe marks, sessions, rate windows)."""
+    from waddlebot.testkit import clear_store_prefix
+
     try:
-        import redis
-
-        from waddlebot.testkit import TEST_REDIS_HOST
-
-        client = redis.Redis(host=TEST_REDIS_HOST, socket_timeout=5)
-        keys = list(client.scan_iter(match=f"{prefix}*", count=5000))
-        for i in range(0, len(keys), 5000):
-            client.delete(*keys[i : i + 5000])
-        log.info("removed %d store keys with prefix %s", len(keys), prefix)
+        removed = clear_store_prefix(prefix)
     except Exception as exc:  # noqa: BLE001 - best effort
         log.warning("could not clean store keys: %s", exc)
+        return
+    log.info("removed %d store keys with prefix %s", removed, prefix)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -226,28 +226,17 @@ def up_service(app: str, env: dict, data_dir: Path) -> Service:
 # -- the database -----------------------------------------------------------------------
 def postgres_urls() -> tuple[str, str]:
     """Primary and replica URLs of the benchmark's own database, created and emptied."""
-    import psycopg2
-
     from waddlebot.testkit import (
         TEST_DATABASE_URL,
         TEST_REPLICA_URL,
+        create_database,
+        database_url,
         reset_postgres,
         wait_for_replica,
     )
 
-    def renamed(url: str) -> str:
-        return urlunsplit(urlsplit(url)._replace(path="/" + BENCH_DB))
-
-    connection = psycopg2.connect(TEST_DATABASE_URL)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,))
-            if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    finally:
-        connection.close()
-    primary, replica = renamed(TEST_DATABASE_URL), renamed(TEST_REPLICA_URL)
+    primary = create_database(BENCH_DB, if_missing=True)
+    replica = database_url(BENCH_DB, TEST_REPLICA_URL)
     reset_postgres(primary)
     wait_for_replica(TEST_DATABASE_URL, TEST_REPLICA_URL)
     return primary, replica
@@ -325,17 +314,14 @@ def steal_percent(before: list[int], after: list[int]) -> float:
 
 def clean_store(prefix: str) -> None:
     """Drop this run's keys from Redis."""
+    from waddlebot.testkit import clear_store_prefix
+
     try:
-        import redis
-
-        from waddlebot.testkit import TEST_REDIS_HOST
-
-        client = redis.Redis(host=TEST_REDIS_HOST, socket_timeout=5)
-        keys = list(client.scan_iter(match=f"{prefix}*", count=5000))
-        for i in range(0, len(keys), 5000):
-            client.delete(*keys[i : i + 5000])
+        removed = clear_store_prefix(prefix)
     except Exception as exc:  # noqa: BLE001 - best effort
         log.warning("could not clean store keys: %s", exc)
+        return
+    log.debug("removed %d store keys with prefix %s", removed, prefix)
 
 
 # -- main -------------------------------------------------------------------------------

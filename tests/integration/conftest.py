@@ -22,19 +22,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
-import redis
 
 from waddlebot.testkit import (
-    TEST_DATABASE_URL,
     TEST_REDIS_HOST,
     TEST_REPLICA_URL,
     FleetProcess,
     StubServer,
     chat_event,
+    clear_store_prefix,
+    create_database,
+    database_url,
+    drop_database,
     lambda_stub,
     openwhisk_stub,
     reset_postgres,
@@ -48,29 +49,15 @@ OPENWHISK_NAMESPACE = "waddlebot"
 COLLECTOR_PLATFORMS = ("console", "twitch")
 
 
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 #: this session's own database on the test primary, and the same on the replica
 ROUTER_DATABASE = f"waddlebot_router_{uuid.uuid4().hex[:8]}"
-PRIMARY_URL = _with_database(TEST_DATABASE_URL, ROUTER_DATABASE)
-REPLICA_URL = _with_database(TEST_REPLICA_URL, ROUTER_DATABASE)
-
-
-def _admin(sql: str) -> None:
-    connection = psycopg2.connect(TEST_DATABASE_URL)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-    finally:
-        connection.close()
+PRIMARY_URL = database_url(ROUTER_DATABASE)
+REPLICA_URL = database_url(ROUTER_DATABASE, TEST_REPLICA_URL)
 
 
 def _create_database() -> None:
     """Create this session's database and wait until the replica serves it."""
-    _admin(f'CREATE DATABASE "{ROUTER_DATABASE}"')
+    create_database(ROUTER_DATABASE)
     reset_postgres(PRIMARY_URL)
     deadline = time.monotonic() + 30  # other suites may be restarting the replica
     while True:
@@ -309,14 +296,8 @@ def pg_router(request, tmp_path_factory, lambda_server, openwhisk_server) -> Ite
     finally:
         _stop(fleet, request)
         collector.close()
-        _admin(f'DROP DATABASE IF EXISTS "{ROUTER_DATABASE}" WITH (FORCE)')
-        client = redis.Redis(host=TEST_REDIS_HOST, decode_responses=True)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}*"))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        drop_database(ROUTER_DATABASE)
+        clear_store_prefix(prefix)
 
 
 @pytest.fixture(scope="session")

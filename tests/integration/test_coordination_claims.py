@@ -24,13 +24,11 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
 import pytest
 
 from waddlebot.db import Database
-from waddlebot.testkit import TEST_DATABASE_URL
+from waddlebot.testkit import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -53,16 +51,6 @@ models = _load("wb_test_router_models", ROUTER_DIR / "models.py")
 coordination = _load("wb_test_router_coordination", ROUTER_DIR / "services" / "coordination.py")
 
 
-def _admin(sql: str) -> None:
-    connection = psycopg2.connect(TEST_DATABASE_URL)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-    finally:
-        connection.close()
-
-
 @pytest.fixture(scope="module", params=["postgres", "sqlite"])
 def database(request, tmp_path_factory) -> Iterator[Database]:
     """The router tables on a private PostgreSQL database of the test cluster, or on a
@@ -82,15 +70,14 @@ def database(request, tmp_path_factory) -> Iterator[Database]:
             database.close()
         return
     name = f"waddlebot_coord_{uuid.uuid4().hex[:8]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}"))
+    url = create_database(name)
     # no pool: the 20 claimer threads' connections close when they finish (shared server)
     database = Database(url, definers=[models.define_tables], migrate=True, pool_size=0)
     try:
         yield database
     finally:
         database.close()
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
 
 
 @pytest.fixture

@@ -23,15 +23,20 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
 import pytest
-import redis
 from conftest import Router, unique
 
 from waddlebot.store import make_store
-from waddlebot.testkit import TEST_DATABASE_URL, TEST_REDIS_HOST, FleetProcess, StubServer
+from waddlebot.testkit import (
+    TEST_REDIS_HOST,
+    FleetProcess,
+    StubServer,
+    clear_store_prefix,
+    create_database,
+    drop_database,
+    run_sql,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -149,11 +154,7 @@ class FlakyCollector:
 def short_router(request, tmp_path_factory) -> Iterator[tuple[Router, FlakyCollector, str]]:
     """A router with SESSION_TTL=2 on a database of its own; (router, collector, db url)."""
     name = f"waddlebot_resp_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(TEST_DATABASE_URL)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}"))
+    url = create_database(name)
     prefix = f"wbtest:{uuid.uuid4().hex[:12]}:"
     fleet = FleetProcess(
         ["router_module"],
@@ -189,27 +190,8 @@ def short_router(request, tmp_path_factory) -> Iterator[tuple[Router, FlakyColle
         if getattr(request.session, "testsfailed", 0):
             print(f"\n--- short-session router log ---\n{fleet.logs()[-4000:]}")
         threading.Thread(target=collector.stub.close, daemon=True).start()
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-        client = redis.Redis(host=TEST_REDIS_HOST)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}*"))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
-
-
-def _sql(url: str, query: str, params: tuple = ()) -> list[tuple]:
-    connection = psycopg2.connect(url)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(query, params)
-            return cursor.fetchall()
-    finally:
-        connection.close()
+        drop_database(name)
+        clear_store_prefix(prefix)
 
 
 def _stored(pg) -> int:
@@ -466,12 +448,12 @@ def test_expired_session_is_410(short_router, stubs):
     session = open_session(router, stubs())
     ok = session.respond({"chat_message": "in time"})
     assert ok.status_code == 202, ok.text
-    before = _sql(url, "SELECT count(*) FROM module_responses")[0][0]
+    before = run_sql(url, "SELECT count(*) FROM module_responses")[0][0]
     time.sleep(SESSION_TTL + 0.6)
     for body in ({"chat_message": "too late"}, MEDIA):
         error = assert_error(session.respond(body), 410, "session_id")
         assert error["code"] == "session_expired"
-    assert _sql(url, "SELECT count(*) FROM module_responses")[0][0] == before
+    assert run_sql(url, "SELECT count(*) FROM module_responses")[0][0] == before
     # a session id never issued is still unknown, not expired
     assert_error(session.respond(MEDIA, session_id=uuid.uuid4().hex), 404, "session_id")
 
@@ -492,7 +474,7 @@ def test_chat_delivery_is_retried_until_the_collector_answers(short_router, stub
     assert all(p["chat_message"] == "worth the wait" for p in pushes)
 
     def recorded():
-        rows = _sql(
+        rows = run_sql(
             url,
             "SELECT delivery_status, delivery_attempts FROM module_responses "
             "WHERE execution_id = %s",
@@ -517,7 +499,7 @@ def test_collector_refusal_is_not_retried(short_router, stubs):
     assert session.respond({"chat_message": "nobody wants me"}).status_code == 202
 
     def recorded():
-        rows = _sql(
+        rows = run_sql(
             url,
             "SELECT delivery_status, delivery_attempts FROM module_responses WHERE session_id = %s",
             (session.session_id,),

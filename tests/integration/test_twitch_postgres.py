@@ -15,12 +15,11 @@ import threading
 import types
 from concurrent.futures import Future
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from waddlebot.db import Database, utcnow
-from waddlebot.testkit import TEST_DATABASE_URL, StubServer, reset_postgres
+from waddlebot.testkit import StubServer, create_database, reset_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -47,20 +46,7 @@ bulk = _app("services._bulk")
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory):
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(TEST_DATABASE_URL, connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    try:
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
-            if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        admin.close()
-    url = urlunsplit(urlsplit(TEST_DATABASE_URL)._replace(path="/" + DATABASE))
+    url = create_database(DATABASE, if_missing=True)
     reset_postgres(url)
     folder = str(tmp_path_factory.mktemp("pg"))
     Database(url, definers=[models.define_tables], migrate=True, folder=folder).close()

@@ -10,7 +10,12 @@ from .services import (
     TEST_DATABASE_URL,
     TEST_REDIS_HOST,
     TEST_REPLICA_URL,
+    clear_store_prefix,
+    create_database,
+    database_url,
+    drop_database,
     reset_postgres,
+    run_sql,
     wait_for_replica,
 )
 from .stubs import Recorded, StubServer, lambda_stub, openwhisk_stub
@@ -23,10 +28,15 @@ __all__ = [
     "TEST_REDIS_HOST",
     "TEST_REPLICA_URL",
     "chat_event",
+    "clear_store_prefix",
+    "create_database",
+    "database_url",
+    "drop_database",
     "free_port",
     "lambda_stub",
     "openwhisk_stub",
     "platform_event",
     "reset_postgres",
+    "run_sql",
     "wait_for_replica",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
@@ -17,6 +18,40 @@ TEST_REPLICA_URL = os.environ.get(
     "WADDLEBOT_TEST_REPLICA_URL", "postgresql://postgres@127.0.0.1:5433/waddlebot_test"
 )
 TEST_REDIS_HOST = os.environ.get("WADDLEBOT_TEST_REDIS_HOST", "127.0.0.1")
+
+
+def run_sql(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """One statement in autocommit (CREATE DATABASE cannot run in a transaction); its rows."""
+    connection = psycopg2.connect(url)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        connection.close()
+
+
+def database_url(name: str, url: str = TEST_DATABASE_URL) -> str:
+    """``url`` with its database replaced by ``name`` (same server, same credentials)."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def create_database(name: str, *, if_missing: bool = False) -> str:
+    """Create ``name`` on the test primary (the replica follows); its primary URL.
+
+    Suites and benchmarks that run beside each other use databases of their own, since
+    each one wipes its database at will.
+    """
+    exists = run_sql(TEST_DATABASE_URL, "SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+    if not (exists and if_missing):
+        run_sql(TEST_DATABASE_URL, f'CREATE DATABASE "{name}"')
+    return database_url(name)
+
+
+def drop_database(name: str) -> None:
+    """Drop ``name`` from the test primary, closing whatever is still connected to it."""
+    run_sql(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def reset_postgres(url: str = TEST_DATABASE_URL) -> None:
@@ -53,3 +88,17 @@ def wait_for_replica(
     finally:
         primary.close()
         replica.close()
+
+
+def clear_store_prefix(prefix: str, host: str = TEST_REDIS_HOST) -> int:
+    """Delete every Redis key under ``prefix`` (a suite's or benchmark's own keys)."""
+    import redis
+
+    client = redis.Redis(host=host, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=5000))
+        for start in range(0, len(keys), 5000):
+            client.delete(*keys[start : start + 5000])
+        return len(keys)
+    finally:
+        client.close()
