@@ -508,14 +508,11 @@ class Writes:
     def insert(self, table: str, **values) -> Writes:
         """``INSERT`` one row; fields left out get their pydal default."""
         row = {}
-        for field in self._dal[table]:
-            if field.name == "id":
-                continue
-            if field.name in values:
-                row[field.name] = _encode(field, values.pop(field.name))
-            elif field.default is not None:
-                default = field.default
-                row[field.name] = _encode(field, default() if callable(default) else default)
+        for name, kind, default in _layout(self._dal, table):
+            if name in values:
+                row[name] = _encode(kind, values.pop(name))
+            elif default is not None:
+                row[name] = _encode(kind, default() if callable(default) else default)
         if values:
             raise KeyError(f"{table} has no field(s) {', '.join(sorted(values))}")
         marks = ", ".join([self._mark] * len(row))
@@ -530,20 +527,20 @@ class Writes:
         params: list = [int(amount)]
         for name, value in also.items():
             sets.append(f"{name} = {self._mark}")
-            params.append(_encode(fields[name], value))
+            params.append(_encode(fields[name].type, value))
         conditions = []
         for name, value in where.items():
             conditions.append(f"{name} = {self._mark}")
-            params.append(_encode(fields[name], value))
+            params.append(_encode(fields[name].type, value))
         sql = f"UPDATE {table} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"
         self._statements.append(_Statement(sql, params, False))
         return self
 
     def update_by_id(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> Writes:
         """Set ``columns`` of many rows, each given as ``(id, value, …)``."""
-        fields = self._dal[table]
+        kinds = [self._dal[table][c].type for c in columns]
         encoded = [
-            [*(_encode(fields[c], v) for c, v in zip(columns, row[1:], strict=True)), int(row[0])]
+            [*(_encode(k, v) for k, v in zip(kinds, row[1:], strict=True)), int(row[0])]
             for row in rows
         ]
         if not self._postgres:
@@ -612,11 +609,24 @@ def execute(dal: DAL, sql: str, params=()):
     return adapter.cursor
 
 
-def _encode(field: Field, value):
-    """A Python value as pydal stores it in ``field`` (booleans 'T'/'F', JSON as text)."""
+def _layout(dal: DAL, table: str) -> tuple[tuple[str, str, object], ...]:
+    """(name, type, default) of a table's columns but ``id``, read from pydal once.
+
+    Iterating a pydal table and reading each field's thread-safe ``default`` cost more
+    than the INSERT it feeds; table definitions do not change while a process runs.
+    """
+    layouts = dal.__dict__.setdefault("_waddlebot_layouts", {})
+    layout = layouts.get(table)
+    if layout is None:
+        layout = tuple((f.name, f.type, f.default) for f in dal[table] if f.name != "id")
+        layouts[table] = layout
+    return layout
+
+
+def _encode(kind: str, value):
+    """A Python value as pydal stores it in a column of type ``kind`` ('T'/'F', JSON text)."""
     if value is None:
         return None
-    kind = field.type
     if kind == "boolean":
         return "T" if value else "F"
     if kind in ("json", "jsonb"):
