@@ -36,7 +36,6 @@ MAX_LINE = 4000
 #: command names the router accepts (``router_module.services.registry``)
 NAME_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
 VARIABLE = re.compile(r"\{(user|args|all_args|arg([1-9][0-9]{0,2}))\}")
-VARIABLE_NAMES = ("{user}", "{arg1}", "{arg2}", "…", "{args}", "{all_args}")
 
 
 class AliasError(ValueError):

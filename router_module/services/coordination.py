@@ -144,11 +144,6 @@ def _cleanup_statement(now: datetime.datetime) -> tuple[str, tuple]:
     )
 
 
-def cleanup_expired(db, *, now: datetime.datetime | None = None) -> int:
-    """Free claims whose time ran out or whose container stopped checking in."""
-    return execute(db, *_cleanup_statement(now or utcnow())).rowcount
-
-
 def _candidates(db, platform: str, limit: int) -> list[int]:
     """Ids of claimable rows in claim order; on PostgreSQL locked, skipping locked ones."""
     lock = " FOR UPDATE SKIP LOCKED" if _postgres(db) else ""

@@ -83,7 +83,6 @@ class EventForwarder:
         self._hot: collections.deque = collections.deque()
         self._hot_lock = threading.Lock()
         self._last_lease = 0.0
-        self._workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="twitch-forward")
         self._slots = threading.Semaphore(workers)
         self._wake = threading.Event()
