@@ -23,8 +23,9 @@ import datetime
 import threading
 
 from waddlebot.contracts import PLATFORMS
-from waddlebot.db import execute, utcnow
-from waddlebot.db import sql_timestamp as stamp
+from waddlebot.db import utcnow
+from waddlebot.sql import execute
+from waddlebot.sql import sql_timestamp as stamp
 from waddlebot.web import NotFound, ValidationError
 
 CLAIM_TTL = datetime.timedelta(minutes=30)

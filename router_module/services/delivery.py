@@ -19,8 +19,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from waddlebot.contracts import ModuleResponse
-from waddlebot.db import Database, Writes
+from waddlebot.db import Database
 from waddlebot.http import HttpError, JsonCaller
+from waddlebot.sql import Writes
 from waddlebot.store import Store, StoreUnavailable
 
 log = logging.getLogger("waddlebot.router.delivery")

@@ -16,8 +16,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from waddlebot.contracts import MAX_MESSAGE, Event, ModuleResponse, parse_module_answer
-from waddlebot.db import Database, Writes, utcnow
+from waddlebot.db import Database, utcnow
 from waddlebot.ids import new_id
+from waddlebot.sql import Writes
 from waddlebot.store import Store
 from waddlebot.web import ValidationError
 

@@ -13,7 +13,8 @@ import uuid
 import pytest
 from pydal import Field
 
-from waddlebot.db import Database, Writes
+from waddlebot.db import Database
+from waddlebot.sql import Writes
 from waddlebot.testkit import TEST_DATABASE_URL
 
 pytestmark = pytest.mark.integration

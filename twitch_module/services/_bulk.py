@@ -12,7 +12,7 @@ import datetime
 
 from pydal.helpers.serializers import serializers
 
-from waddlebot.db import sql_timestamp
+from waddlebot.sql import sql_timestamp
 
 
 class MissingUniqueIndex(RuntimeError):

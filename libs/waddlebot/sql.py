@@ -1,0 +1,179 @@
+"""Hot-path SQL: parameterised statements on the thread's pydal connection.
+
+pydal's query builder costs more CPU than the database spends on a one-row statement;
+the few statements every command, claim or notification runs are written here as SQL,
+with values encoded the way pydal stores them, so rows written either way agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+from py4web.core import DAL
+from pydal.helpers.serializers import serializers
+
+
+@dataclasses.dataclass(slots=True)
+class _Statement:
+    sql: str
+    params: list
+    is_insert: bool
+    returning: str = "id"  # what PostgreSQL's CTE returns (``t.id`` when ids are ambiguous)
+    many: bool = False  # SQLite runs it with executemany over ``params``
+
+
+class Writes:
+    """Hot-path writes as parameterised SQL, several of them in one round trip.
+
+    pydal's query builder spends 0.1–0.3 ms of CPU per statement (representers,
+    thread-safe field attributes, per-access connection lookups) — more than the
+    database takes to run a one-row INSERT. For the few statements every command runs
+    (its execution record, usage counters, its responses) this builds the SQL from the
+    pydal definition, encodes values the way pydal stores them, and sends them on the
+    thread's pydal connection (so they join its transaction). On PostgreSQL all
+    statements travel as one statement of data-modifying CTEs — one round trip; on
+    SQLite they run one after another.
+
+    ``run()`` returns, per statement in order: the new row's id for an insert, the
+    number of rows changed for an update.
+    """
+
+    def __init__(self, dal: DAL):
+        self._dal = dal
+        self._postgres = dal._adapter.dbengine == "postgres"
+        self._mark = "%s" if self._postgres else "?"
+        self._statements: list[_Statement] = []
+
+    def __len__(self) -> int:
+        return len(self._statements)
+
+    def insert(self, table: str, **values) -> Writes:
+        """``INSERT`` one row; fields left out get their pydal default."""
+        row = {}
+        for name, kind, default in _layout(self._dal, table):
+            if name in values:
+                row[name] = _encode(kind, values.pop(name))
+            elif default is not None:
+                row[name] = _encode(kind, default() if callable(default) else default)
+        if values:
+            raise KeyError(f"{table} has no field(s) {', '.join(sorted(values))}")
+        marks = ", ".join([self._mark] * len(row))
+        sql = f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})"
+        self._statements.append(_Statement(sql, list(row.values()), True))
+        return self
+
+    def increment(self, table: str, where: dict, column: str, amount: int = 1, **also) -> Writes:
+        """``UPDATE table SET column = column + amount[, also…] WHERE where…``."""
+        fields = self._dal[table]
+        sets = [f"{column} = COALESCE({column}, 0) + {self._mark}"]
+        params: list = [int(amount)]
+        for name, value in also.items():
+            sets.append(f"{name} = {self._mark}")
+            params.append(_encode(fields[name].type, value))
+        conditions = []
+        for name, value in where.items():
+            conditions.append(f"{name} = {self._mark}")
+            params.append(_encode(fields[name].type, value))
+        sql = f"UPDATE {table} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"
+        self._statements.append(_Statement(sql, params, False))
+        return self
+
+    def update_by_id(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> Writes:
+        """Set ``columns`` of many rows, each given as ``(id, value, …)``."""
+        kinds = [self._dal[table][c].type for c in columns]
+        encoded = [
+            [*(_encode(k, v) for k, v in zip(kinds, row[1:], strict=True)), int(row[0])]
+            for row in rows
+        ]
+        if not self._postgres:
+            sets = ", ".join(f"{c} = ?" for c in columns)
+            sql = f"UPDATE {table} SET {sets} WHERE id = ?"
+            self._statements.append(_Statement(sql, encoded, False, many=True))
+            return self
+        row_marks = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
+        sets = ", ".join(f"{c} = v.{c}" for c in columns)
+        sql = (
+            f"UPDATE {table} AS t SET {sets} "
+            f"FROM (VALUES {', '.join([row_marks] * len(rows))}) AS v({', '.join(columns)}, id) "
+            "WHERE t.id = v.id"
+        )
+        params = [value for row in encoded for value in row]
+        self._statements.append(_Statement(sql, params, False, returning="t.id"))
+        return self
+
+    def run(self) -> list[int]:
+        """Send the statements (one round trip on PostgreSQL); see the class docstring."""
+        statements, self._statements = self._statements, []
+        if not statements:
+            return []
+        adapter = self._dal._adapter
+        adapter.connection  # noqa: B018 - takes this thread's pooled connection if none yet
+        cursor = adapter.cursor
+        if not self._postgres:
+            results = []
+            for statement in statements:
+                if statement.many:
+                    cursor.executemany(statement.sql, statement.params)
+                else:
+                    cursor.execute(statement.sql, statement.params)
+                results.append(cursor.lastrowid if statement.is_insert else cursor.rowcount)
+            return results
+        parts, params, picks = [], [], []
+        for number, statement in enumerate(statements):
+            parts.append(f"w{number} AS ({statement.sql} RETURNING {statement.returning})")
+            params.extend(statement.params)
+            picks.append(
+                f"(SELECT id FROM w{number})"
+                if statement.is_insert
+                else f"(SELECT count(*) FROM w{number})"
+            )
+        cursor.execute(f"WITH {', '.join(parts)} SELECT {', '.join(picks)}", params)
+        return [int(value) for value in cursor.fetchone()]
+
+
+def sql_timestamp(value: datetime.datetime) -> str:
+    """A timestamp parameter as pydal stores one (to the second, space-separated)."""
+    return value.isoformat(" ")[:19]
+
+
+def execute(dal: DAL, sql: str, params=()):
+    """Run one parameterised statement (``%s`` marks) on this thread's pydal connection.
+
+    The connection is taken from the pool if the thread has none yet, so the statement
+    joins the request's transaction; on SQLite the marks become ``?``. Returns the
+    cursor (``fetchall``, ``rowcount``).
+    """
+    adapter = dal._adapter
+    if adapter.dbengine != "postgres":
+        sql = sql.replace("%s", "?")
+    adapter.connection  # noqa: B018 - takes this thread's pooled connection if none yet
+    adapter.cursor.execute(sql, params)
+    return adapter.cursor
+
+
+def _layout(dal: DAL, table: str) -> tuple[tuple[str, str, object], ...]:
+    """(name, type, default) of a table's columns but ``id``, read from pydal once.
+
+    Iterating a pydal table and reading each field's thread-safe ``default`` cost more
+    than the INSERT it feeds; table definitions do not change while a process runs.
+    """
+    layouts = dal.__dict__.setdefault("_waddlebot_layouts", {})
+    layout = layouts.get(table)
+    if layout is None:
+        layout = tuple((f.name, f.type, f.default) for f in dal[table] if f.name != "id")
+        layouts[table] = layout
+    return layout
+
+
+def _encode(kind: str, value):
+    """A Python value as pydal stores it in a column of type ``kind`` ('T'/'F', JSON text)."""
+    if value is None:
+        return None
+    if kind == "boolean":
+        return "T" if value else "F"
+    if kind in ("json", "jsonb"):
+        return serializers.json(value)
+    if kind == "datetime" and isinstance(value, datetime.datetime):
+        return sql_timestamp(value)
+    return value
