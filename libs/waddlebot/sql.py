@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import weakref
 
 from py4web.core import DAL
 from pydal.helpers.serializers import serializers
+
+_IDLE = 0  # psycopg2.extensions.TRANSACTION_STATUS_IDLE (psycopg2 is imported lazily)
 
 
 @dataclasses.dataclass(slots=True)
@@ -150,6 +153,66 @@ def execute(dal: DAL, sql: str, params=()):
     adapter.connection  # noqa: B018 - takes this thread's pooled connection if none yet
     adapter.cursor.execute(sql, params)
     return adapter.cursor
+
+
+class Prepared:
+    """A statement PostgreSQL parses and plans once per connection.
+
+    ``sql`` has ``%s`` marks, as for :func:`execute` (which runs it unprepared, as
+    SQLite needs). :func:`execute_committed` sends ``PREPARE name AS …`` the first time
+    a connection runs it and ``EXECUTE name(…)`` from then on: parsing and planning
+    cost the server more than running these statements does.
+    """
+
+    __slots__ = ("name", "sql", "prepare", "call")
+
+    def __init__(self, name: str, sql: str):
+        self.name = name
+        self.sql = sql
+        pieces = sql.split("%s")
+        numbered = pieces[0]
+        for number, piece in enumerate(pieces[1:], start=1):
+            numbered += f"${number}{piece}"
+        self.prepare = f"PREPARE {name} AS {numbered}"
+        marks = ", ".join(["%s"] * (len(pieces) - 1))
+        self.call = f"EXECUTE {name}({marks})" if marks else f"EXECUTE {name}"
+
+
+#: names prepared on each connection (PREPARE outlives a rolled-back transaction, so a
+#: name is recorded once its PREPARE has run, whatever happens to what follows)
+_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def execute_committed(dal: DAL, statements: list[tuple[Prepared, tuple]]):
+    """Run prepared statements on PostgreSQL as one transaction that has committed when
+    this returns, in a single round trip; the cursor holds the last one's rows.
+
+    With no transaction open on the thread's connection they go out in autocommit mode
+    as one simple query, which PostgreSQL runs as one implicit transaction (all of it
+    commits, or none): no ``BEGIN`` and ``COMMIT`` round trips, and the caller's later
+    ``commit()`` has nothing to do. If a transaction is already open (the request read
+    something first) they join it and commit with it. PostgreSQL only.
+    """
+    adapter = dal._adapter
+    connection = adapter.connection
+    cursor = adapter.cursor
+    idle = connection.info.transaction_status == _IDLE
+    if idle:
+        connection.autocommit = True
+    try:
+        done = _prepared.setdefault(connection, set())
+        for statement, _params in statements:
+            if statement.name not in done:
+                cursor.execute(statement.prepare)
+                done.add(statement.name)
+        cursor.execute(
+            ";\n".join(statement.call for statement, _params in statements),
+            tuple(value for _statement, params in statements for value in params),
+        )
+    finally:
+        if idle:
+            connection.autocommit = False
+    return cursor
 
 
 def _layout(dal: DAL, table: str) -> tuple[tuple[str, str, object], ...]:

@@ -15,6 +15,14 @@ statements themselves. The statements read only the columns :func:`claim_view` n
 and return what they changed (``RETURNING``) instead of reading it again. They store
 values as pydal does (booleans ``'T'``/``'F'``, timestamps to the second, ``updated_at``
 set on every update), so rows written here and rows written through pydal agree.
+
+On PostgreSQL each of those calls for a channel platform is one round trip: its
+statements, prepared once per connection (parsing and planning them cost the server
+more than running them), go out as one simple query in autocommit mode, which
+PostgreSQL runs as one transaction (:func:`waddlebot.sql.execute_committed`), so there
+is no ``BEGIN`` or ``COMMIT`` to wait for and the call has committed when it returns. Whole-server claims
+(Discord, Slack) read what they lock before choosing servers and keep a transaction
+of several round trips.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import threading
 
 from waddlebot.contracts import PLATFORMS
 from waddlebot.db import utcnow
-from waddlebot.sql import execute
+from waddlebot.sql import Prepared, execute, execute_committed
 from waddlebot.sql import sql_timestamp as stamp
 from waddlebot.web import NotFound, ValidationError
 
@@ -53,6 +61,8 @@ _CLAIM_ORDER = "is_live DESC, priority ASC, viewer_count DESC, id ASC"
 #: a claim that ran out or whose container stopped checking in (parameters: now,
 #: now - CHECKIN_TIMEOUT)
 _STALE = "(claim_expires < %s OR last_checkin < %s)"
+#: where release-offline keeps the ids it gave back until its claim statement reports them
+_RELEASED_SETTING = "waddlebot.released"
 #: what taking a claim writes (parameters: container, now, expiry, now, updated_at)
 _TAKE = (
     "claimed_by = %s, claimed_at = %s, claim_expires = %s, last_checkin = %s, "
@@ -138,11 +148,8 @@ def validate_container(value) -> str:
     return value
 
 
-def _cleanup_statement(now: datetime.datetime) -> tuple[str, tuple]:
-    return (
-        f"UPDATE coordination SET {_UNCLAIM} WHERE claimed_by IS NOT NULL AND {_STALE}",
-        (stamp(utcnow()), stamp(now), stamp(now - CHECKIN_TIMEOUT)),
-    )
+def _cleanup_statement(now: datetime.datetime) -> tuple[Prepared, tuple]:
+    return _CLEANUP, (stamp(utcnow()), stamp(now), stamp(now - CHECKIN_TIMEOUT))
 
 
 def _candidates(db, platform: str, limit: int) -> list[int]:
@@ -179,6 +186,93 @@ def _whole_servers(db, platform: str, ids: list[int], servers: int) -> list[int]
     return [r[0] for r in rows]
 
 
+def _claim_sql(report_released: bool) -> str:
+    """The channel claim as one statement (PostgreSQL): the container's claims
+    (``held``), candidates locked ``FOR UPDATE SKIP LOCKED`` up to what it lacks
+    (``free``) and their update (``took``). Rows: ``(kind, *_VIEW_COLUMNS)``, kind
+    ``held``, or ``released`` for the rows :data:`_RELEASE_OFFLINE` gave back just before
+    (``report_released``). Parameters: container, platform, platform, max_claims, then
+    those of ``_TAKE``.
+    """
+    gone = released = ""
+    if report_released:
+        gone = (
+            f"gone AS (SELECT {_VIEW_COLUMNS} FROM coordination WHERE id = ANY(string_to_array("
+            f"nullif(current_setting('{_RELEASED_SETTING}'), ''), ',')::integer[])), "
+        )
+        released = " UNION ALL SELECT 'released', * FROM gone"
+    return (
+        f"WITH {gone}"
+        f"held AS (SELECT {_VIEW_COLUMNS} FROM coordination "
+        "WHERE claimed_by = %s AND platform = %s), "
+        f"free AS MATERIALIZED (SELECT id FROM coordination "
+        f"WHERE platform = %s AND {_CLAIMABLE} ORDER BY {_CLAIM_ORDER} "
+        "LIMIT (SELECT greatest(%s - count(*), 0) FROM held) FOR UPDATE SKIP LOCKED), "
+        f"took AS (UPDATE coordination SET {_TAKE} "
+        # ANY(ARRAY(…)): a lookup by primary key; "IN (SELECT …)" is planned as a hash
+        # join over the whole table (the planner cannot know that free is small)
+        "WHERE id = ANY(ARRAY(SELECT id FROM free)) AND claimed_by IS NULL "
+        f"RETURNING {_VIEW_COLUMNS}) "
+        f"SELECT 'held', * FROM held UNION ALL SELECT 'held', * FROM took{released}"
+    )
+
+
+# The statements of a round, prepared once per connection on PostgreSQL.
+#: expired claims and those of containers that stopped checking in are freed (parameters:
+#: updated_at, now, now - CHECKIN_TIMEOUT)
+_CLEANUP = Prepared(
+    "wb_coordination_cleanup",
+    f"UPDATE coordination SET {_UNCLAIM} WHERE claimed_by IS NOT NULL AND {_STALE}",
+)
+#: a container's check-in renews its claims (parameters: now, expiry, updated_at, container)
+_CHECKIN = Prepared(
+    "wb_coordination_checkin",
+    "UPDATE coordination SET last_checkin = %s, claim_expires = %s, updated_at = %s "
+    f"WHERE claimed_by = %s RETURNING {_VIEW_COLUMNS}",
+)
+#: a container gives back its offline claims; their ids wait in a transaction-local
+#: setting for the claim statement after it to report (parameters: updated_at,
+#: container, platform)
+_RELEASE_OFFLINE = Prepared(
+    "wb_coordination_release_offline",
+    f"WITH off AS (UPDATE coordination SET {_UNCLAIM} WHERE claimed_by = %s "
+    "AND platform = %s AND is_live = 'F' RETURNING id) "
+    f"SELECT set_config('{_RELEASED_SETTING}', coalesce(string_agg(id::text, ','), ''), true) "
+    "FROM off",
+)
+_CLAIM = Prepared("wb_coordination_claim", _claim_sql(False))
+_CLAIM_REPORTING_RELEASED = Prepared("wb_coordination_claim_released", _claim_sql(True))
+
+
+def _one_round_trip_claim(
+    platform: str, container_id: str, max_claims: int, now: datetime.datetime, release: bool
+) -> list[tuple[Prepared, tuple]]:
+    """A channel claim on PostgreSQL: (``release``: give back the offline claims,) free
+    expired claims so the claim sees them, claim."""
+    statements = []
+    if release:
+        statements.append((_RELEASE_OFFLINE, (stamp(utcnow()), container_id, platform)))
+    statements.append(_cleanup_statement(now))
+    take = (container_id, stamp(now), stamp(now + CLAIM_TTL), stamp(now), stamp(utcnow()))
+    statements.append(
+        (
+            _CLAIM_REPORTING_RELEASED if release else _CLAIM,
+            (container_id, platform, platform, max_claims, *take),
+        )
+    )
+    return statements
+
+
+def _claim_rows(db, platform, container_id, max_claims, now, release) -> tuple[list, list]:
+    """(held, released) rows of a one-round-trip channel claim (PostgreSQL)."""
+    rows = execute_committed(
+        db, _one_round_trip_claim(platform, container_id, max_claims, now, release)
+    ).fetchall()
+    held = [r[1:] for r in rows if r[0] == "held"]
+    released = [r[1:] for r in rows if r[0] == "released"]
+    return held, released
+
+
 def claim(
     db,
     *,
@@ -190,12 +284,14 @@ def claim(
     """Claim entities until the container holds ``max_claims``; returns what it holds."""
     now = now or utcnow()
     postgres = _postgres(db)
+    by_server = PLATFORM_SCOPE.get(platform) == "server"
+    if postgres and not by_server:
+        return _views(_claim_rows(db, platform, container_id, max_claims, now, False)[0])
     lock = None if postgres else _sqlite_lock
     if lock:
         lock.acquire()
     try:
         statements = []
-        by_server = PLATFORM_SCOPE.get(platform) == "server"
         if postgres and by_server:
             # A whole-server claim locks candidate rows of more servers than it takes
             # and then every channel of the chosen ones: concurrent server claimers
@@ -209,7 +305,8 @@ def claim(
                 )
             )
         # expired claims are freed first, in this transaction (they commit with the claim)
-        statements.append(_cleanup_statement(now))
+        cleanup, cleanup_params = _cleanup_statement(now)
+        statements.append((cleanup.sql, cleanup_params))
         statements.append(
             (
                 f"SELECT {_VIEW_COLUMNS} FROM coordination WHERE claimed_by = %s AND platform = %s",
@@ -257,17 +354,11 @@ def checkin(db, *, container_id: str, now: datetime.datetime | None = None) -> d
     now = now or utcnow()
     renew = (stamp(now), stamp(now + CLAIM_TTL), stamp(utcnow()), container_id)
     # expired claims first, so a late check-in finds its claims gone
-    renewed = _execute_all(
-        db,
-        [
-            _cleanup_statement(now),
-            (
-                "UPDATE coordination SET last_checkin = %s, claim_expires = %s, updated_at = %s "
-                f"WHERE claimed_by = %s RETURNING {_VIEW_COLUMNS}",
-                renew,
-            ),
-        ],
-    ).fetchall()
+    statements = [_cleanup_statement(now), (_CHECKIN, renew)]
+    if _postgres(db):
+        renewed = execute_committed(db, statements).fetchall()
+    else:
+        renewed = _execute_all(db, [(p.sql, params) for p, params in statements]).fetchall()
     return {"renewed": len(renewed), "claims": _views(renewed)}
 
 
@@ -327,7 +418,15 @@ def release_offline(
     max_claims: int = DEFAULT_MAX_CLAIMS,
     now: datetime.datetime | None = None,
 ) -> dict:
-    """Drop the container's offline entities and claim new ones in their place."""
+    """Drop the container's offline entities and claim new ones in their place.
+
+    Capacity is not left unused: when nothing else is free, an entity given back here
+    is claimed again in the same call.
+    """
+    now = now or utcnow()
+    if _postgres(db) and PLATFORM_SCOPE.get(platform) != "server":
+        held, offline = _claim_rows(db, platform, container_id, max_claims, now, True)
+        return {"released": [r[1] for r in sorted(offline)], "claimed": _views(held)}
     # one statement finds and frees them; on PostgreSQL it commits with the claim below
     offline = execute(
         db,
@@ -341,7 +440,11 @@ def release_offline(
         db.commit()
     released = [entity_id for _id, entity_id in sorted(offline)]
     claimed = claim(
-        db, platform=platform, container_id=container_id, max_claims=max_claims, now=now
+        db,
+        platform=platform,
+        container_id=container_id,
+        max_claims=max_claims,
+        now=now,
     )
     return {"released": released, "claimed": claimed}
 
