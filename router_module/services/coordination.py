@@ -20,9 +20,9 @@ On PostgreSQL each of those calls for a channel platform is one round trip: its
 statements, prepared once per connection (parsing and planning them cost the server
 more than running them), go out as one simple query in autocommit mode, which
 PostgreSQL runs as one transaction (:func:`waddlebot.sql.execute_committed`), so there
-is no ``BEGIN`` or ``COMMIT`` to wait for and the call has committed when it returns. Whole-server claims
-(Discord, Slack) read what they lock before choosing servers and keep a transaction
-of several round trips.
+is no ``BEGIN`` or ``COMMIT`` to wait for and the call has committed when it returns.
+Whole-server claims (Discord, Slack) read what they lock before choosing servers and
+keep a transaction of several round trips.
 """
 
 from __future__ import annotations
