@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import weakref
 
 from py4web.core import DAL
@@ -24,6 +25,9 @@ class _Statement:
     is_insert: bool
     returning: str = "id"  # what PostgreSQL's CTE returns (``t.id`` when ids are ambiguous)
     many: bool = False  # SQLite runs it with executemany over ``params``
+    #: PostgreSQL may prepare it: not a VALUES list, whose parameters have no type to
+    #: infer when prepared and whose length varies
+    preparable: bool = True
 
 
 class Writes:
@@ -34,9 +38,11 @@ class Writes:
     database takes to run a one-row INSERT. For the few statements every command runs
     (its execution record, usage counters, its responses) this builds the SQL from the
     pydal definition, encodes values the way pydal stores them, and sends them on the
-    thread's pydal connection (so they join its transaction). On PostgreSQL all
-    statements travel as one statement of data-modifying CTEs — one round trip; on
-    SQLite they run one after another.
+    thread's pydal connection. On PostgreSQL all statements travel as one prepared
+    statement of data-modifying CTEs, in one round trip, committed when ``run()``
+    returns unless the thread's transaction was already open, in which case they join
+    it (:func:`execute_committed`). On SQLite they run one after another in the
+    thread's transaction.
 
     ``run()`` returns, per statement in order: the new row's id for an insert, the
     number of rows changed for an update.
@@ -102,7 +108,7 @@ class Writes:
             "WHERE t.id = v.id"
         )
         params = [value for row in encoded for value in row]
-        self._statements.append(_Statement(sql, params, False, returning="t.id"))
+        self._statements.append(_Statement(sql, params, False, returning="t.id", preparable=False))
         return self
 
     def run(self) -> list[int]:
@@ -110,10 +116,10 @@ class Writes:
         statements, self._statements = self._statements, []
         if not statements:
             return []
-        adapter = self._dal._adapter
-        adapter.connection  # noqa: B018 - takes this thread's pooled connection if none yet
-        cursor = adapter.cursor
         if not self._postgres:
+            adapter = self._dal._adapter
+            adapter.connection  # noqa: B018 - takes this thread's pooled connection if none yet
+            cursor = adapter.cursor
             results = []
             for statement in statements:
                 if statement.many:
@@ -131,7 +137,9 @@ class Writes:
                 if statement.is_insert
                 else f"(SELECT count(*) FROM w{number})"
             )
-        cursor.execute(f"WITH {', '.join(parts)} SELECT {', '.join(picks)}", params)
+        sql = f"WITH {', '.join(parts)} SELECT {', '.join(picks)}"
+        preparable = all(statement.preparable for statement in statements)
+        cursor = execute_committed(self._dal, [(_shape(sql) if preparable else sql, params)])
         return [int(value) for value in cursor.fetchone()]
 
 
@@ -178,14 +186,31 @@ class Prepared:
         self.call = f"EXECUTE {name}({marks})" if marks else f"EXECUTE {name}"
 
 
+#: the shapes of Writes statements seen by this process (SQL text → Prepared); past
+#: _MAX_SHAPES (e.g. batches of every size) new shapes run unprepared
+_shapes: dict[str, Prepared] = {}
+_MAX_SHAPES = 128
+
+
+def _shape(sql: str) -> Prepared | str:
+    statement = _shapes.get(sql)
+    if statement is None:
+        if len(_shapes) >= _MAX_SHAPES:
+            return sql
+        name = "wb_writes_" + hashlib.blake2b(sql.encode(), digest_size=8).hexdigest()
+        statement = _shapes.setdefault(sql, Prepared(name, sql))
+    return statement
+
+
 #: names prepared on each connection (PREPARE outlives a rolled-back transaction, so a
 #: name is recorded once its PREPARE has run, whatever happens to what follows)
 _prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def execute_committed(dal: DAL, statements: list[tuple[Prepared, tuple]]):
-    """Run prepared statements on PostgreSQL as one transaction that has committed when
-    this returns, in a single round trip; the cursor holds the last one's rows.
+def execute_committed(dal: DAL, statements: list[tuple[Prepared | str, tuple]]):
+    """Run statements (prepared, or SQL text) on PostgreSQL as one transaction that has
+    committed when this returns, in a single round trip; the cursor holds the last
+    one's rows.
 
     With no transaction open on the thread's connection they go out in autocommit mode
     as one simple query, which PostgreSQL runs as one implicit transaction (all of it
@@ -201,12 +226,17 @@ def execute_committed(dal: DAL, statements: list[tuple[Prepared, tuple]]):
         connection.autocommit = True
     try:
         done = _prepared.setdefault(connection, set())
+        calls = []
         for statement, _params in statements:
+            if isinstance(statement, str):
+                calls.append(statement)
+                continue
             if statement.name not in done:
                 cursor.execute(statement.prepare)
                 done.add(statement.name)
+            calls.append(statement.call)
         cursor.execute(
-            ";\n".join(statement.call for statement, _params in statements),
+            ";\n".join(calls),
             tuple(value for _statement, params in statements for value in params),
         )
     finally:
