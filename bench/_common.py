@@ -1,15 +1,10 @@
 """Shared helpers of the WaddleBot benchmarks (bench/*_bench.py).
 
-Standard library only at import time, so a stub server process (gunicorn loading
-``_common:stub_app``) or a load-generator process stays light.
+Standard library only at import time, so a load-generator process stays light.
 
 * processes: :class:`Processes` starts children in their own process group and kills
   every group it started on exit (also on error, Ctrl-C or SIGTERM);
   :func:`gunicorn_command`, :func:`wait_http`, :func:`free_port`;
-* stubs: :func:`stub_app`, a tiny WSGI app answering every POST at once with
-  ``{"response_action": "chat", "chat_message": "ok"}`` and counting requests
-  (``GET /_stats``), served by gunicorn in its own process so it never shares a GIL
-  with the load generator;
 * load: :func:`run_load` drives a closed loop from several client processes, each with
   a few threads holding one keep-alive ``http.client`` connection (cheaper per request
   than ``requests``, which matters on a 2-core box where the client competes with the
@@ -23,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import logging
 import multiprocessing
 import os
@@ -347,32 +341,6 @@ def wait_http(url: str, *, timeout: float = 60.0, child: subprocess.Popen | None
 def child_pids(pid: int) -> list[int]:
     """Direct children of ``pid`` (e.g. a gunicorn master's workers)."""
     return sorted(p for p, (_c, ppid, _t) in cpu_snapshot().items() if ppid == pid)
-
-
-# -- stub server (runs inside gunicorn: ``_common:stub_app``) ---------------------------
-_STUB_ANSWER = json.dumps({"response_action": "chat", "chat_message": "ok"}).encode()
-_stub_count = [0]
-_stub_lock = threading.Lock()
-
-
-def stub_app(environ, start_response):
-    """Answer any POST at once with a chat response; ``GET /_stats`` counts requests."""
-    if environ["REQUEST_METHOD"] == "GET":
-        if environ.get("PATH_INFO") == "/_stats":
-            body = json.dumps({"posts": _stub_count[0]}).encode()
-        else:
-            body = b'{"status": "ok"}'
-    else:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length:
-            environ["wsgi.input"].read(length)
-        with _stub_lock:
-            _stub_count[0] += 1
-        body = _STUB_ANSWER
-    start_response(
-        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    )
-    return [body]
 
 
 # -- load generation --------------------------------------------------------------------

@@ -4,7 +4,7 @@
 
 Sets up PostgreSQL (primary + replica), Redis and a router under gunicorn on
 127.0.0.1, loads 1,000 console entities and 500 container commands (10 modules × 50,
-answered at once by a stub), then measures closed-loop load from separate client
+answered at once by bench/stub_server.py), then measures closed-loop load from separate client
 processes:
 
   (a) plain chat that matches nothing            → events/s, p50/p99
@@ -489,15 +489,14 @@ def main(argv: list[str] | None = None) -> int:
             prepare_database(env)
             setup_s = {"database": round(time.monotonic() - t, 1)}
 
-            # stubs: own processes, own GILs
+            # stubs: own processes (bench/stub_server.py, asyncio: as little CPU as a
+            # server answering at once can take from the box the router runs on)
             module_port, collector_port, router_port = (bench.free_port() for _ in range(3))
             stubs = {}
             for name, port in (("module_stub", module_port), ("collector_stub", collector_port)):
                 stubs[name] = procs.start(
                     name,
-                    bench.gunicorn_command(
-                        "_common:stub_app", port, chdir=bench.BENCH_DIR, workers=1, threads=32
-                    ),
+                    [sys.executable, str(bench.BENCH_DIR / "stub_server.py"), "--port", str(port)],
                     env=base_env,
                 )
             # the router (a fresh database can make a worker die at boot: see start_router)
