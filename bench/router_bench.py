@@ -413,8 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--worker-class",
         default="gthread",
-        choices=("gthread", "sync"),
-        help="gunicorn worker class of the router (sync: one request at a time per worker)",
+        choices=("gthread", "sync", "gevent"),
+        help="gunicorn worker class of the router (sync: one request at a time per worker; "
+        "gevent: one greenlet per request, psycopg2 waiting through waddlebot.green)",
     )
     parser.add_argument(
         "--profile",

@@ -44,6 +44,7 @@ ENV WADDLEBOT_APP=${APP} \
     WADDLEBOT_HEALTH_PATH=${HEALTH_PATH} \
     WADDLEBOT_MIGRATE=false \
     WADDLEBOT_DATA_DIR=/tmp/waddlebot \
+    GUNICORN_WORKER_CLASS=gthread \
     GUNICORN_WORKERS=2 \
     GUNICORN_THREADS=8
 
@@ -55,4 +56,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
 
 # wsgi.py is imported as a top-level module from the app's own folder (see its
 # docstring): importing `<app>.wsgi` would load the app package outside py4web.
-CMD ["sh", "-c", "exec gunicorn --worker-class gthread --workers ${GUNICORN_WORKERS:-2} --threads ${GUNICORN_THREADS:-8} --bind 0.0.0.0:8000 --chdir /srv/apps --pythonpath /srv/apps/${WADDLEBOT_APP} --no-control-socket --access-logfile - --error-logfile - wsgi:application"]
+CMD ["sh", "-c", "exec gunicorn --worker-class ${GUNICORN_WORKER_CLASS:-gthread} --workers ${GUNICORN_WORKERS:-2} --threads ${GUNICORN_THREADS:-8} --bind 0.0.0.0:8000 --chdir /srv/apps --pythonpath /srv/apps/${WADDLEBOT_APP} --no-control-socket --access-logfile - --error-logfile - wsgi:application"]

@@ -21,6 +21,7 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.util import is_hop_by_hop
 
+from .green import cooperate
 from .observability import redact
 from .settings import Env
 
@@ -153,7 +154,12 @@ GUNICORN_APP_LOAD_ERROR = 4
 
 
 def wsgi_app(app_name: str):
-    """The WSGI app of one app for gunicorn; exit non-zero with a one-line reason if it fails."""
+    """The WSGI app of one app for gunicorn; exit non-zero with a one-line reason if it fails.
+
+    Under gunicorn's gevent worker (sockets already patched) psycopg2 is made to wait
+    through gevent first (:func:`waddlebot.green.cooperate`).
+    """
+    cooperate()
     try:
         return load_apps([app_name])
     except AppLoadError as exc:

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from deploy_support import FLEET, ROOT
 
 from waddlebot.serve import APPS
@@ -78,6 +79,7 @@ def test_the_pattern_builds_a_small_non_root_image_without_secrets():
     assert ("EXPOSE", "8000") in steps
     assert any(w == "HEALTHCHECK" and "WADDLEBOT_HEALTH_PATH" in r for w, r in steps)
     env = _env(steps, {"APP": "x", "HEALTH_PATH": "/h"})
+    assert env["GUNICORN_WORKER_CLASS"] == "gthread"  # the router's config says gevent
     assert env["WADDLEBOT_MIGRATE"] == "false"
     assert env["WADDLEBOT_DATA_DIR"] == "/tmp/waddlebot"
     assert env["WADDLEBOT_APPS_FOLDER"] == "/srv/apps"
@@ -87,7 +89,7 @@ def test_the_pattern_builds_a_small_non_root_image_without_secrets():
     cmd = json.loads(dict(steps)["CMD"])
     gunicorn = cmd[-1]
     for part in (
-        "--worker-class gthread",
+        "--worker-class ${GUNICORN_WORKER_CLASS:-gthread}",
         "--workers ${GUNICORN_WORKERS:-2}",
         "--threads ${GUNICORN_THREADS:-8}",
         "--bind 0.0.0.0:8000",
@@ -117,8 +119,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_the_image_command_serves_the_router_health(tmp_path):
-    """Lay out /srv/apps as the image does and run its CMD (host gunicorn, loopback port)."""
+@pytest.mark.parametrize("worker_class", ["gthread", "gevent"])
+def test_the_image_command_serves_the_router_health(tmp_path, worker_class):
+    """Lay out /srv/apps as the image does and run its CMD (host gunicorn, loopback port),
+    with the image's worker class and with the router's (k8s router-config)."""
     app = FLEET[0]
     dockerfile = (ROOT / app.folder / "Dockerfile").read_text(encoding="utf-8")
     steps = _instructions(dockerfile)
@@ -140,6 +144,7 @@ def test_the_image_command_serves_the_router_health(tmp_path):
         "WADDLEBOT_API_KEYS": "deploy-test-key",
         "GUNICORN_WORKERS": "1",
         "GUNICORN_THREADS": "2",
+        "GUNICORN_WORKER_CLASS": worker_class,
     }
     waddlebot = str(Path(sys.executable).parent / "waddlebot")
     migrated = subprocess.run(
