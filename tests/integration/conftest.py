@@ -18,6 +18,7 @@ unique channel, command and module names, so they never see each other's data.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 import uuid
@@ -285,7 +286,15 @@ def pg_router(request, tmp_path_factory, lambda_server, openwhisk_server) -> Ite
         "WADDLEBOT_STORE_PREFIX": prefix,
         **_engine_env(lambda_server, openwhisk_server),
     }
-    fleet = FleetProcess(["router_module"], env=env, data_dir=tmp_path_factory.mktemp("router-pg"))
+    # served as deployed: gunicorn, the image's worker class (gthread) unless
+    # WADDLEBOT_TEST_ROUTER_WORKER_CLASS says otherwise (gevent)
+    fleet = FleetProcess(
+        ["router_module"],
+        env=env,
+        data_dir=tmp_path_factory.mktemp("router-pg"),
+        server="gunicorn",
+        worker_class=os.environ.get("WADDLEBOT_TEST_ROUTER_WORKER_CLASS", "gthread"),
+    )
     collector = _collector_stub()
     try:
         fleet.start()

@@ -36,7 +36,12 @@ def free_port() -> int:
 
 
 class FleetProcess:
-    """``waddlebot up`` for chosen apps in a subprocess, with its own data dir and key."""
+    """``waddlebot up`` for chosen apps in a subprocess, with its own data dir and key.
+
+    ``server="gunicorn"`` runs one app as its image does instead: migrations and the
+    demo data first (as ``waddlebot up`` would), then gunicorn with
+    ``worker_class`` (gthread, as deployed, or gevent), one worker, its ``wsgi.py``.
+    """
 
     def __init__(
         self,
@@ -46,7 +51,15 @@ class FleetProcess:
         data_dir: str | Path | None = None,
         api_key: str = "test-key",
         port: int | None = None,
+        server: str = "up",
+        worker_class: str = "gthread",
     ):
+        if server not in ("up", "gunicorn"):
+            raise ValueError(f"server must be 'up' or 'gunicorn', not {server!r}")
+        if server == "gunicorn" and (not apps or len(apps) != 1):
+            raise ValueError("gunicorn serves exactly one app: pass apps=[<app>]")
+        self.server = server
+        self.worker_class = worker_class
         self.apps = apps
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -75,8 +88,7 @@ class FleetProcess:
         """Headers carrying the service key."""
         return {"X-API-Key": self.api_key}
 
-    def start(self, timeout: float = 60.0) -> FleetProcess:
-        """Start and wait until every chosen app answers its health check."""
+    def _up_command(self) -> tuple[list[str], dict]:
         command = [
             sys.executable,
             "-m",
@@ -91,10 +103,64 @@ class FleetProcess:
         ]
         if self.apps:
             command += ["--apps", ",".join(self.apps)]
+        return command, self.env
+
+    def _gunicorn_command(self, log) -> tuple[list[str], dict]:
+        """Migrate and seed as ``waddlebot up`` does, then the image's way of serving."""
+        from waddlebot.cli import env_defaults
+        from waddlebot.serve import apps_folder
+
+        env = {**self.env, "WADDLEBOT_DATA_DIR": str(self.data_dir)}
+        env.update(env_defaults(env, data_dir=self.data_dir, local_url=self.url))
+        prepared = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from waddlebot.cli import _seed_demo\n"
+                "from waddlebot.migrate import migrated_database\n"
+                "database = migrated_database()\n"
+                "_seed_demo(database)\n"
+                "database.close()\n",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+        )
+        if prepared.returncode != 0:
+            raise RuntimeError(f"migration before gunicorn failed:\n{self.logs()[-3000:]}")
+        folder = apps_folder()
+        command = [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "--worker-class",
+            self.worker_class,
+            "--workers",
+            "1",
+            "--threads",
+            "8",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--chdir",
+            str(folder),
+            "--pythonpath",
+            str(folder / self.apps[0]),
+            "--no-control-socket",
+            "--graceful-timeout",
+            "5",
+            "wsgi:application",
+        ]
+        return command, {**env, "WADDLEBOT_MIGRATE": "false"}
+
+    def start(self, timeout: float = 60.0) -> FleetProcess:
+        """Start and wait until every chosen app answers its health check."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log = log
+        if self.server == "gunicorn":
+            command, env = self._gunicorn_command(log)
+        else:
+            command, env = self._up_command()
         self.process = subprocess.Popen(
-            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         paths = [HEALTH_PATHS[a] for a in (self.apps or ["router_module"])]
         deadline = time.monotonic() + timeout
