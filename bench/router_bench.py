@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--worker-class",
-        default="gthread",
+        default="gevent",
         choices=("gthread", "sync", "gevent"),
         help="gunicorn worker class of the router (sync: one request at a time per worker; "
         "gevent: one greenlet per request, psycopg2 waiting through waddlebot.green)",
@@ -463,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         "WADDLEBOT_DATA_DIR": str(data_dir),
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
         "ROUTER_DEFAULT_RATE_LIMIT": "1000000",
+        "ROUTER_MAX_CONCURRENT": "32",  # as k8s/base/router/configmap.yaml
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
@@ -472,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": bench.machine(),
         "router_workers": args.workers,
         "router_threads": args.threads,
+        "router_worker_class": args.worker_class,
         "entities": ENTITIES,
         "users": USERS,
         "commands": MODULES * COMMANDS_PER_MODULE,

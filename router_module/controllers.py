@@ -11,6 +11,7 @@ from py4web.core import request
 from waddlebot.contracts import PLATFORMS, Event
 from waddlebot.web import (
     NotFound,
+    ServiceUnavailable,
     ValidationError,
     endpoint,
     json_body,
@@ -59,8 +60,11 @@ def _batch_item(item) -> dict:
     if isinstance(item, ValidationError):
         return item.body()
     event, admission = item
-    with database.connection():
-        return processor.run(event, admission)
+    try:
+        with database.connection():
+            return processor.run(event, admission)
+    except ServiceUnavailable as exc:  # no free slot: this item alone is to be retried
+        return exc.body()
 
 
 @endpoint("/api/router/events/batch", method="POST", **API)

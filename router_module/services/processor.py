@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shlex
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +21,7 @@ from waddlebot.db import Database, utcnow
 from waddlebot.ids import new_id
 from waddlebot.sql import Writes
 from waddlebot.store import Store
-from waddlebot.web import ValidationError
+from waddlebot.web import ServiceUnavailable, ValidationError
 
 from ..models import BUILTIN_TYPE
 from .delivery import Delivery
@@ -65,6 +66,11 @@ def split_command(content: str) -> tuple[str, str, list[str], str] | None:
     return text[0], head.lower(), args, rest.strip()
 
 
+#: how long an event waits for one of the ROUTER_MAX_CONCURRENT slots before the
+#: collector is told to retry (503)
+IN_FLIGHT_WAIT = 5.0
+
+
 class EventProcessor:
     """Runs one event through the pipeline and reports what it did."""
 
@@ -93,6 +99,10 @@ class EventProcessor:
         self._parallel = ThreadPoolExecutor(
             max_workers=settings.max_workers, thread_name_prefix="modules"
         )
+        #: events processed at once in this process (ROUTER_MAX_CONCURRENT). Under gthread
+        #: the request threads bound it already; under gevent nothing else does, and each
+        #: command holds a PostgreSQL connection while it writes.
+        self._in_flight = threading.BoundedSemaphore(settings.max_concurrent)
 
     # -- entry point ------------------------------------------------------------------
     def process(self, event: Event) -> dict:
@@ -143,7 +153,16 @@ class EventProcessor:
                 "entity_id": event.entity_id,
             }
         try:
-            answer = self._process(event, admission.session_id)
+            if not self._in_flight.acquire(timeout=IN_FLIGHT_WAIT):
+                self.metrics.events.labels("busy").inc()
+                raise ServiceUnavailable(
+                    f"the router is processing {self.settings.max_concurrent} events "
+                    "(ROUTER_MAX_CONCURRENT); retry shortly"
+                )
+            try:
+                answer = self._process(event, admission.session_id)
+            finally:
+                self._in_flight.release()
         except BaseException:
             if admission.dedupe_key:
                 # let the collector's retry through: nothing was completed

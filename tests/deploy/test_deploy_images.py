@@ -79,7 +79,7 @@ def test_the_pattern_builds_a_small_non_root_image_without_secrets():
     assert ("EXPOSE", "8000") in steps
     assert any(w == "HEALTHCHECK" and "WADDLEBOT_HEALTH_PATH" in r for w, r in steps)
     env = _env(steps, {"APP": "x", "HEALTH_PATH": "/h"})
-    assert env["GUNICORN_WORKER_CLASS"] == "gthread"  # the router's config says gevent
+    assert env["GUNICORN_WORKER_CLASS"] == "gthread"  # the router's config sets gevent
     assert env["WADDLEBOT_MIGRATE"] == "false"
     assert env["WADDLEBOT_DATA_DIR"] == "/tmp/waddlebot"
     assert env["WADDLEBOT_APPS_FOLDER"] == "/srv/apps"

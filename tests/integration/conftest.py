@@ -286,14 +286,14 @@ def pg_router(request, tmp_path_factory, lambda_server, openwhisk_server) -> Ite
         "WADDLEBOT_STORE_PREFIX": prefix,
         **_engine_env(lambda_server, openwhisk_server),
     }
-    # served as deployed: gunicorn, the image's worker class (gthread) unless
-    # WADDLEBOT_TEST_ROUTER_WORKER_CLASS says otherwise (gevent)
+    # served as deployed: gunicorn with the router's worker class (k8s router-config:
+    # gevent); WADDLEBOT_TEST_ROUTER_WORKER_CLASS=gthread runs them on threads
     fleet = FleetProcess(
         ["router_module"],
         env=env,
         data_dir=tmp_path_factory.mktemp("router-pg"),
         server="gunicorn",
-        worker_class=os.environ.get("WADDLEBOT_TEST_ROUTER_WORKER_CLASS", "gthread"),
+        worker_class=os.environ.get("WADDLEBOT_TEST_ROUTER_WORKER_CLASS", "gevent"),
     )
     collector = _collector_stub()
     try:
