@@ -38,9 +38,9 @@ def free_port() -> int:
 class FleetProcess:
     """``waddlebot up`` for chosen apps in a subprocess, with its own data dir and key.
 
-    ``server="gunicorn"`` runs one app as its image does instead: migrations and the
-    demo data first (as ``waddlebot up`` would), then gunicorn with
-    ``worker_class`` (gthread, as deployed, or gevent), one worker, its ``wsgi.py``.
+    ``server="gunicorn"`` runs one app as a deployment does instead: ``waddlebot
+    migrate`` first (the migrate job), then gunicorn with ``worker_class`` (gthread or
+    gevent), one worker, the app's ``wsgi.py``. No demo data.
     """
 
     def __init__(
@@ -106,22 +106,14 @@ class FleetProcess:
         return command, self.env
 
     def _gunicorn_command(self, log) -> tuple[list[str], dict]:
-        """Migrate and seed as ``waddlebot up`` does, then the image's way of serving."""
+        """``waddlebot migrate``, then the image's way of serving."""
         from waddlebot.cli import env_defaults
         from waddlebot.serve import apps_folder
 
         env = {**self.env, "WADDLEBOT_DATA_DIR": str(self.data_dir)}
         env.update(env_defaults(env, data_dir=self.data_dir, local_url=self.url))
         prepared = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "from waddlebot.cli import _seed_demo\n"
-                "from waddlebot.migrate import migrated_database\n"
-                "database = migrated_database()\n"
-                "_seed_demo(database)\n"
-                "database.close()\n",
-            ],
+            [sys.executable, "-m", "waddlebot.cli", "migrate", "--data-dir", str(self.data_dir)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
