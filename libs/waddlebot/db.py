@@ -315,7 +315,14 @@ class Database(Fixture):
                 _note_release(self.replica)
                 self.replica.recycle_connection_in_pool_or_close("rollback")
         _note_release(self.primary)
-        self.primary.recycle_connection_in_pool_or_close(action)
+        try:
+            self.primary.recycle_connection_in_pool_or_close(action)
+        except Exception as exc:
+            if is_connection_error(exc):
+                # a connection the server dropped is not pooled again, and this thread's
+                # next statement connects anew instead of failing on it forever
+                _forget_connection(self.primary)
+            raise
 
     def on_request(self, context):
         """Start a request: both connections are taken lazily, on their first statement."""
@@ -396,7 +403,7 @@ class Database(Fixture):
                     self.replica.recycle_connection_in_pool_or_close("rollback")
                 return result
             except Exception as exc:  # noqa: BLE001 - any replica failure falls back
-                if not _is_connection_error(exc):
+                if not is_connection_error(exc):
                     # end the failed (aborted) transaction: later reads get a clean connection
                     state.replica_open = False
                     with contextlib.suppress(Exception):
@@ -431,7 +438,8 @@ class Database(Fixture):
                 dal.close()
 
 
-def _is_connection_error(exc: Exception) -> bool:
+def is_connection_error(exc: Exception) -> bool:
+    """Whether ``exc`` says the database connection failed (not the statement)."""
     name = type(exc).__name__
     text = str(exc).lower()
     return name in ("OperationalError", "InterfaceError", "AttributeError") or any(

@@ -13,7 +13,7 @@ import json
 import sys
 import threading
 import types
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -109,21 +109,27 @@ def test_concurrent_stores_share_commits(database):
 
 def test_the_writer_commits_in_one_statement_and_survives_a_dropped_connection(database):
     writer = event_log.NotificationWriter(database)
-    first = [(_row("pg-d1"), Future())]
-    writer.write(first)
-    assert first[0][1].result() == "stored"
-    connection = writer._direct._connection
-    assert connection is not None and connection.autocommit
-    # committed when write() returns: another session sees the row at once
-    with database.connection() as db:
-        assert db(db.twitch_events.message_id == "pg-d1").count() == 1
-        # the server drops the writer's connection (restart, idle timeout, failover)
-        pid = connection.get_backend_pid()
-        db.executesql("SELECT pg_terminate_backend(%s);", placeholders=[pid])
-    again = [(_row("pg-d2"), Future()), (_row("pg-d1"), Future())]
-    writer.write(again)
-    assert [done.result() for _, done in again] == ["stored", "duplicate"]
-    assert writer._direct._connection is not connection
+    # the writer's own thread (connections are per thread), keeping its connection
+    # between batches as it does under load
+    with ThreadPoolExecutor(max_workers=1) as writer_thread:
+
+        def write(batch):
+            writer_thread.submit(writer.write, batch, keep_connection=True).result()
+            return writer_thread.submit(lambda: writer._db._adapter.connection).result()
+
+        first = [(_row("pg-d1"), Future())]
+        connection = write(first)
+        assert first[0][1].result() == "stored"
+        # committed when write() returns: another session sees the row at once
+        with database.connection() as db:
+            assert db(db.twitch_events.message_id == "pg-d1").count() == 1
+            # the server drops the writer's connection (restart, idle timeout, failover)
+            pid = connection.get_backend_pid()
+            db.executesql("SELECT pg_terminate_backend(%s);", placeholders=[pid])
+        again = [(_row("pg-d2"), Future()), (_row("pg-d1"), Future())]
+        assert write(again) is not connection  # replaced, and the batch sent once more
+        assert [done.result() for _, done in again] == ["stored", "duplicate"]
+        writer_thread.submit(writer._release).result()
 
 
 def test_forwarding_leases_records_and_counts_activities(database):

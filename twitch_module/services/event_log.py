@@ -9,11 +9,11 @@ each request taking a pooled connection of its own. The unique index on
 redelivery, another replica) comes back as ``"duplicate"`` from the same statement,
 rather than failing its neighbours.
 
-On PostgreSQL the writer keeps a connection of its own in autocommit mode, so a batch
-is one parameterised ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` - one round trip
-that is its own transaction, committed (and flushed) before the answer comes back: no
-separate ``COMMIT``, no pool checkout, no query builder. Elsewhere (embedded SQLite)
-it goes through pydal on a pooled connection, kept while batches keep coming.
+The writer keeps a pooled connection while batches keep coming. On PostgreSQL a batch
+is one parameterised ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` sent with
+:func:`waddlebot.sql.execute_committed`: one round trip that is its own transaction,
+committed (and flushed) before the answer comes back — no ``BEGIN``/``COMMIT`` round
+trips, no query builder. Elsewhere (embedded SQLite) it goes through pydal.
 
 With a consumer attached (the forwarder), new rows are written already leased to this
 process and handed over in memory right after the commit: no query to find them again.
@@ -32,7 +32,8 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from waddlebot.db import Database, utcnow
+from waddlebot.db import Database, is_connection_error, utcnow
+from waddlebot.sql import execute_committed
 
 from ._bulk import MissingUniqueIndex, insert_many, is_missing_unique_index, postgres_insert
 
@@ -60,62 +61,6 @@ def is_unique_violation(exc: BaseException) -> bool:
     return name in ("IntegrityError", "UniqueViolation") or "unique" in str(exc).lower()
 
 
-class AutocommitInserter:
-    """A PostgreSQL connection of one writer thread, in autocommit mode.
-
-    Every :meth:`insert` is one statement and its own transaction: when it returns, the
-    rows are committed. A connection found broken (the server restarted, an idle
-    connection dropped) is replaced and the statement sent once more; that is safe
-    because ``ON CONFLICT DO NOTHING`` makes a resend of committed rows a no-op.
-    """
-
-    def __init__(self, uri: str, *, connect_timeout: int = 5):
-        self.uri = uri
-        self.connect_timeout = connect_timeout
-        self._connection = None
-
-    def insert(self, table: str, rows: list[dict], unique: str) -> dict:
-        """Insert ``rows`` unless their ``unique`` value exists; {key: new id}, committed."""
-        import psycopg2
-
-        sql, values = postgres_insert(table, rows, unique)
-        for attempt in (0, 1):
-            connection = self._connect()
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql, values)
-                    return dict(cursor.fetchall())
-            except (psycopg2.OperationalError, psycopg2.InterfaceError):
-                self.close()
-                if attempt:
-                    raise
-            except psycopg2.Error as exc:
-                if is_missing_unique_index(exc):
-                    raise MissingUniqueIndex(f"{table}.{unique} has no unique index") from exc
-                raise
-        raise AssertionError("unreachable")
-
-    def _connect(self):
-        if self._connection is None or self._connection.closed:
-            import psycopg2
-
-            connection = psycopg2.connect(self.uri, connect_timeout=self.connect_timeout)
-            connection.autocommit = True
-            self._connection = connection
-        return self._connection
-
-    def close(self) -> None:
-        """Close the connection (a new one is opened on the next insert)."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.close()
-
-
-def _is_postgres(uri: str) -> bool:
-    return uri.startswith(("postgres://", "postgresql://"))
-
-
 class NotificationWriter:
     """Group-commit writer of ``twitch_events`` rows; ``store`` blocks until committed."""
 
@@ -136,8 +81,6 @@ class NotificationWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._multirow = True
-        uri = getattr(database, "primary_uri", "") or ""
-        self._direct = AutocommitInserter(uri) if _is_postgres(uri) else None
         self._held = None
         self._db = None
         #: seconds without a notification after which the writer returns its connection
@@ -258,14 +201,34 @@ class NotificationWriter:
 
     def _insert_committed(self, rows: list[dict]) -> dict:
         """Insert and commit; {message id: new id} of the rows that were not stored yet."""
-        if self._direct is not None and self._multirow:
-            return self._direct.insert("twitch_events", rows, "message_id")
         db = self._connection()
+        if self._multirow and db._adapter.dbengine == "postgres":
+            return self._insert_postgres(rows)
         inserted = insert_many(
             db, "twitch_events", rows, unique="message_id", multirow=self._multirow
         )
         db.commit()
         return inserted
+
+    def _insert_postgres(self, rows: list[dict]) -> dict:
+        """One ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` committed in its own round
+        trip (:func:`waddlebot.sql.execute_committed`). A connection the server dropped
+        (restart, idle timeout) is replaced and the statement sent once more: safe,
+        since ``ON CONFLICT DO NOTHING`` makes a resend of committed rows a no-op."""
+        sql, values = postgres_insert("twitch_events", rows, "message_id")
+        for attempt in (0, 1):
+            db = self._connection()
+            try:
+                inserted = dict(execute_committed(db, [(sql, values)]).fetchall())
+                db.commit()  # nothing to do unless a fresh connection had a transaction open
+                return inserted
+            except Exception as exc:
+                if is_missing_unique_index(exc):
+                    raise MissingUniqueIndex("twitch_events.message_id: no unique index") from exc
+                if attempt or not is_connection_error(exc):
+                    raise
+                self._release(failed=True)
+        raise AssertionError("unreachable")
 
     def _insert_each(self, rows: list[dict]) -> tuple[list, list]:
         self._release(failed=True)
