@@ -192,6 +192,16 @@ def code_version(key: str, *paths: str) -> dict:
         return {}
 
 
+def clean_environ() -> dict:
+    """This process's environment without WaddleBot's own settings (database, store,
+    router, ``WADDLEBOT_*``): a bench sets those for the processes it starts."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "READ_REPLICA_URL", "REDIS_", "WADDLEBOT_", "ROUTER_"))
+    }
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as probe:

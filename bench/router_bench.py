@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import sys
 import tempfile
@@ -448,11 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir.mkdir()
     token = uuid.uuid4().hex[:10]
     prefix = f"bench:{token}:"
-    base_env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_URL", "READ_REPLICA_URL", "REDIS_", "WADDLEBOT_", "ROUTER_"))
-    }
+    base_env = bench.clean_environ()
     env = {
         **base_env,
         "DATABASE_URL": database_url,

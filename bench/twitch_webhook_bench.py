@@ -361,11 +361,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="twitch-bench-"))
     prefix = f"twitch-bench-{uuid.uuid4().hex[:8]}:"
-    base_env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_URL", "READ_REPLICA_URL", "REDIS_", "WADDLEBOT_", "ROUTER_"))
-    }
+    base_env = bench.clean_environ()
     shared = {
         "WADDLEBOT_API_KEYS": API_KEY,
         "LOG_LEVEL": "WARNING",
