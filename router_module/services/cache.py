@@ -51,3 +51,51 @@ class TTLCache:
         """Forget everything (after a change the cache cannot track key by key)."""
         with self._lock:
             self._items.clear()
+
+
+class SharedVersion:
+    """A change counter in the shared store that every router process watches.
+
+    A process that changes something a cache holds calls :meth:`bump`; every process
+    asks :meth:`moved` before using the cache and drops it when the answer is yes. The
+    store is read at most once per ``interval`` seconds, so a change reaches every
+    process within about that long. The store being down is not an error: nothing
+    moves until it is back (the caches' own TTLs still bound staleness).
+    """
+
+    def __init__(self, store, key: str, *, interval: float = 1.0, clock=time.monotonic):
+        from waddlebot.store import StoreUnavailable
+
+        self.store = store
+        self.key = key
+        self.interval = interval
+        self._clock = clock
+        self._unavailable = StoreUnavailable
+        self._seen: str | None = None
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+
+    def bump(self) -> None:
+        """Record a change for every process (this one included)."""
+        try:
+            self.store.incr(self.key)
+        except self._unavailable:
+            pass
+
+    def moved(self) -> bool:
+        """Whether the counter changed since the last look (looks once per interval)."""
+        now = self._clock()
+        if now - self._checked < self.interval:
+            return False
+        with self._lock:
+            if now - self._checked < self.interval:
+                return False
+            self._checked = now
+            try:
+                version = self.store.get(self.key)
+            except self._unavailable:
+                return False
+            if version == self._seen:
+                return False
+            self._seen = version
+            return True

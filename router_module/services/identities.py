@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 
 from waddlebot.contracts import entity_id_for
 from waddlebot.db import Database, utcnow
 from waddlebot.router_tables import ROLES_VERSION_KEY
-from waddlebot.store import Store, StoreUnavailable
+from waddlebot.store import Store
 
-from .cache import TTLCache
+from .cache import SharedVersion, TTLCache
 
 ROLE_LEVELS = {"member": 0, "subscriber": 1, "vip": 2, "moderator": 3, "admin": 4, "owner": 5}
 BADGE_ROLES = {
@@ -98,14 +97,16 @@ class Directory:
         store: Store | None = None,
     ):
         self.database = database
-        self.store = store
         self.entities = TTLCache(entity_ttl)
         self.users = TTLCache(user_ttl, max_items=200_000)
         # role maps live long: a change anywhere bumps ROLES_VERSION_KEY, seen here within
         # version_check_interval (without a store, role_ttl alone bounds staleness)
         self.roles = TTLCache(role_ttl if store is not None else min(role_ttl, 30.0), 200_000)
-        self._roles_checked_at = 0.0
-        self._roles_version: str | None = None
+        self.roles_version = (
+            SharedVersion(store, ROLES_VERSION_KEY, interval=self.version_check_interval)
+            if store is not None
+            else None
+        )
         self._create_lock = threading.Lock()
         self._user_lock = threading.Lock()
 
@@ -312,20 +313,8 @@ class Directory:
 
     def _fresh_roles(self) -> None:
         """Drop every cached role map when another process changed a role."""
-        if self.store is None:
-            return
-        now = time.monotonic()
-        if now - self._roles_checked_at < self.version_check_interval:
-            return
-        self._roles_checked_at = now
-        try:
-            version = self.store.get(ROLES_VERSION_KEY)
-        except StoreUnavailable:
-            return
-        if version != self._roles_version:
-            if self._roles_version is not None or version is not None:
-                self.roles.clear()
-            self._roles_version = version
+        if self.roles_version is not None and self.roles_version.moved():
+            self.roles.clear()
 
     def role_of(self, entity: EntityInfo, user_id: int, platform_user_id: str, badges) -> str:
         """The user's level here: the higher of platform badges and stored role."""
@@ -344,12 +333,8 @@ class Directory:
 
     def roles_changed(self) -> None:
         """Tell every router process (this one included) to reload role maps."""
-        if self.store is None:
-            return
-        try:
-            self.store.incr(ROLES_VERSION_KEY)
-        except StoreUnavailable:
-            pass  # the other processes' role maps then refresh after role_ttl
+        if self.roles_version is not None:
+            self.roles_version.bump()  # store down: the others refresh after role_ttl
 
     @staticmethod
     def _set_role(db, community_id, user_id, role, assigned_by) -> None:

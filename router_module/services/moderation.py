@@ -10,8 +10,6 @@ webhook.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 import requests
 
@@ -19,9 +17,10 @@ from waddlebot.contracts import ModuleResponse
 from waddlebot.db import Database, utcnow
 from waddlebot.http import session
 from waddlebot.netguard import check_url
-from waddlebot.store import Store, StoreUnavailable
+from waddlebot.store import Store
 from waddlebot.web import ValidationError
 
+from .cache import SharedVersion
 from .string_rules import MatcherCache, Rule
 
 log = logging.getLogger("waddlebot.router.moderation")
@@ -62,9 +61,7 @@ class Moderation:
         self.store = store
         self.allow_private = allow_private
         self.cache = MatcherCache(self._load, ttl=ttl)
-        self._version = None
-        self._checked = 0.0
-        self._lock = threading.Lock()
+        self.version = SharedVersion(store, VERSION_KEY, interval=self.version_check_interval)
         self._executor = executor
         self._http = session(pool_size=10, retries=0)
         self.matches = 0
@@ -87,26 +84,11 @@ class Moderation:
     def invalidate(self) -> None:
         """Forget compiled rules here and tell the other router processes."""
         self.cache.invalidate()
-        try:
-            self.store.incr(VERSION_KEY)
-        except StoreUnavailable:
-            pass
+        self.version.bump()
 
     def _check_version(self) -> None:
-        now = time.monotonic()
-        if now - self._checked < self.version_check_interval:
-            return
-        with self._lock:
-            if now - self._checked < self.version_check_interval:
-                return
-            self._checked = now
-            try:
-                version = self.store.get(VERSION_KEY)
-            except StoreUnavailable:
-                return
-            if version != self._version:
-                self._version = version
-                self.cache.invalidate()
+        if self.version.moved():
+            self.cache.invalidate()
 
     def __call__(self, turn, processor) -> dict | None:
         """Match the chat line; act on the first rule; None when nothing matched."""

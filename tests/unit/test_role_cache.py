@@ -43,7 +43,7 @@ def workers(tmp_path):
     identities = _identities()
     first, second = (identities.Directory(database, entity_ttl=600, store=store) for _ in range(2))
     for directory in (first, second):
-        directory.version_check_interval = 0.05
+        directory.roles_version.interval = 0.05
     with database.connection() as db:
         community = db.communities.insert(name="c", platform="console", config={})
         user = db.users.insert(display_name="nina")
@@ -74,3 +74,32 @@ def test_without_a_bump_the_cached_map_stands(workers):
         first.roles_changed()
         time.sleep(0.06)
         assert first.stored_role(community, user) == "admin"
+
+
+class _DownStore:
+    def get(self, key):
+        from waddlebot.store import StoreUnavailable
+
+        raise StoreUnavailable("redis is down")
+
+    incr = get
+
+
+def test_shared_version_looks_once_per_interval_and_survives_a_store_outage():
+    _identities()
+    from router_module.services.cache import SharedVersion
+
+    now = [0.0]
+    store = MemoryStore()
+    mine, theirs = (SharedVersion(store, "v", interval=1.0, clock=lambda: now[0]) for _ in "ab")
+    assert not mine.moved()  # nothing bumped yet
+    theirs.bump()
+    assert not mine.moved()  # looked less than an interval ago
+    now[0] = 1.5
+    assert mine.moved()
+    assert theirs.moved()  # a process sees its own bump too
+    now[0] = 3.0
+    assert not mine.moved()  # nothing new
+    down = SharedVersion(_DownStore(), "v", clock=lambda: now[0])
+    down.bump()  # no error: the caches' TTLs bound staleness meanwhile
+    assert not down.moved()
