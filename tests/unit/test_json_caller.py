@@ -102,3 +102,144 @@ def test_a_connection_the_peer_closed_is_not_reused():
         assert len(accepted) == 3  # each call on a fresh connection, none failed
     finally:
         listener.close()
+
+
+class ScriptedPeer:
+    """A raw TCP peer: reads one request per connection turn and answers with the bytes
+    the test scripted, so answers http.server would never send can be tried."""
+
+    def __init__(self, answers: list[bytes], *, close_after: bool = False):
+        self.answers = list(answers)
+        self.close_after = close_after
+        self.requests: list[bytes] = []
+        self.reads_per_request: list[int] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while self.answers:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                while self.answers:
+                    data, reads = b"", 0
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data, reads = data + chunk, reads + 1
+                    if not data:
+                        break
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = 0
+                    for line in head.split(b"\r\n")[1:]:
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            length = int(value)
+                    while len(body) < length:
+                        body += conn.recv(65536)
+                        reads += 1
+                    self.requests.append(head + b"\r\n\r\n" + body)
+                    self.reads_per_request.append(reads)
+                    conn.sendall(self.answers.pop(0))
+                    if self.close_after:
+                        break
+
+    def close(self):
+        self.listener.close()
+
+
+def test_the_request_goes_out_in_one_write_with_its_headers():
+    peer = ScriptedPeer([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+    try:
+        answer = JsonCaller().call(
+            "POST", f"{peer.url}/run?x=1", payload={"n": 1}, headers={"X-API-Key": "k"}
+        )
+    finally:
+        peer.close()
+    assert (answer.status, answer.body) == (200, b"{}")
+    head, _, body = peer.requests[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /run?x=1 HTTP/1.1"
+    assert f"Host: 127.0.0.1:{peer.port}".encode() in lines
+    assert b"X-API-Key: k" in lines and b"Content-Type: application/json" in lines
+    assert b"Content-Length: 8" in lines and body == b'{"n": 1}'
+    assert peer.reads_per_request == [1]  # head and body in one segment
+
+
+@pytest.mark.parametrize(
+    ("answer", "body"),
+    [
+        # chunked, with a chunk extension and a trailer
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b'4;ext=1\r\n{"a"\r\n4\r\n: 1}\r\n0\r\nX-Trailer: t\r\n\r\n',
+            b'{"a": 1}',
+        ),
+        # 100 Continue first, then the answer
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]", b"[]"),
+        # no length: the body runs to the close
+        (b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"end": 1}', b'{"end": 1}'),
+        # no body by definition
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b""),
+    ],
+)
+def test_answers_of_every_framing_are_read(answer, body):
+    peer = ScriptedPeer([answer], close_after=True)
+    try:
+        got = JsonCaller().call("POST", f"{peer.url}/x", payload={})
+    finally:
+        peer.close()
+    assert got.body == body
+
+
+def test_a_kept_connection_carries_the_next_call_after_a_chunked_answer():
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    plain = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n[]"
+    peer = ScriptedPeer([chunked, plain])
+    try:
+        caller = JsonCaller()
+        first = caller.call("POST", f"{peer.url}/x", payload={})
+        second = caller.call("POST", f"{peer.url}/x", payload={})
+    finally:
+        peer.close()
+    assert (first.status, first.body, second.status, second.body) == (200, b"{}", 201, b"[]")
+    assert len(peer.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "bad status line"),
+        (b"HTTP/1.1 abc OK\r\n\r\n", "bad status line"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "bad header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", "out of bounds"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}", "closed without an answer"),
+        (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "switched protocols"),
+    ],
+)
+def test_garbage_and_truncated_answers_are_http_errors(answer, why):
+    peer = ScriptedPeer([answer], close_after=True)
+    try:
+        with pytest.raises(HttpError, match=why) as failed:
+            JsonCaller().call("POST", f"{peer.url}/x", payload={}, timeout=2)
+    finally:
+        peer.close()
+    assert not failed.value.timeout
+
+
+def test_header_injection_and_non_ascii_paths_are_refused_before_sending(stub):
+    caller = JsonCaller()
+    with pytest.raises(HttpError, match="bad request header"):
+        caller.call("POST", f"{stub.url}/echo", payload={}, headers={"X": "a\r\nEvil: 1"})
+    with pytest.raises(HttpError, match="plain ASCII"):
+        caller.call("POST", f"{stub.url}/ech o", payload={})
+    with pytest.raises(HttpError, match="plain ASCII"):
+        caller.call("POST", f"{stub.url}/é", payload={})
+    assert stub.received() == []
