@@ -406,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rate-b",
         type=float,
-        default=200.0,
-        help="offered events/s of the paced command case (b_paced); 0 skips it",
+        default=float(TARGETS["b"]),
+        help="offered events/s of the paced command case (b_paced; default: the target "
+        "rate, at which the overhead target is judged); 0 skips it",
     )
     parser.add_argument(
         "--worker-class",
@@ -434,7 +435,16 @@ def main(argv: list[str] | None = None) -> int:
         help="use (and wipe) the test database itself, not waddlebot_router_bench",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with logs")
+    parser.add_argument(
+        "--cases",
+        default="a,b,b_paced,c",
+        help="comma-separated cases to run (a, b, b_paced, c); targets judge only those run",
+    )
     args = parser.parse_args(argv)
+    cases = {c.strip() for c in args.cases.split(",") if c.strip()}
+    unknown = cases - {"a", "b", "b_paced", "c"}
+    if unknown:
+        parser.error(f"--cases: unknown case(s) {', '.join(sorted(unknown))}")
     bench.setup_logging()
     wall_start = time.monotonic()
 
@@ -582,88 +592,99 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
             # (a) plain chat matching nothing
-            figures, _ = case(
-                "a_plain_chat",
-                plain_chat_requests(f"{token}-a"),
-                args.conns_a,
-                check=check_event,
-                on_measure=profiler("a"),
-            )
-            result["a_plain_chat"] = figures
-            wait_profilers()
+            if "a" in cases:
+                figures, _ = case(
+                    "a_plain_chat",
+                    plain_chat_requests(f"{token}-a"),
+                    args.conns_a,
+                    check=check_event,
+                    on_measure=profiler("a"),
+                )
+                result["a_plain_chat"] = figures
+                wait_profilers()
+
+            if cases & {"b", "b_paced"}:
+                t = time.monotonic()
+                result["command_warm_pass"] = command_warm_pass(
+                    router_port, token, rounds=2, budget_s=WARM_BUDGET_S
+                )
+                setup_s["command_warm"] = round(time.monotonic() - t, 1)
+                time.sleep(1.0)  # let the warm pass's chat deliveries drain
 
             # (b) container commands
-            t = time.monotonic()
-            result["command_warm_pass"] = command_warm_pass(
-                router_port, token, rounds=2, budget_s=WARM_BUDGET_S
-            )
-            setup_s["command_warm"] = round(time.monotonic() - t, 1)
-            time.sleep(1.0)  # let the warm pass's chat deliveries drain
-            before = stub_posts(collector_port), stub_posts(module_port)
-            figures, raw = case(
-                "b_container_command",
-                command_requests(f"{token}-b"),
-                args.conns_b,
-                check=check_event,
-                on_measure=profiler("b"),
-            )
-            overhead_figures(figures, raw)
-            figures["execution_statuses"] = tally(raw["extras"], "exec_status")
-            errors = tally([e for e in raw["extras"] if e["exec_error"]], "exec_error")
-            if errors:
-                figures["execution_errors"] = dict(list(errors.items())[:3])
-            wait_profilers()
-            time.sleep(2.0)  # let asynchronous chat delivery drain
-            after = stub_posts(collector_port), stub_posts(module_port)
-            figures["deliveries_to_collector_during_run"] = after[0] - before[0]
-            figures["module_calls_during_run"] = after[1] - before[1]
-            result["b_container_command"] = figures
+            if "b" in cases:
+                before = stub_posts(collector_port), stub_posts(module_port)
+                figures, raw = case(
+                    "b_container_command",
+                    command_requests(f"{token}-b"),
+                    args.conns_b,
+                    check=check_event,
+                    on_measure=profiler("b"),
+                )
+                overhead_figures(figures, raw)
+                figures["execution_statuses"] = tally(raw["extras"], "exec_status")
+                errors = tally([e for e in raw["extras"] if e["exec_error"]], "exec_error")
+                if errors:
+                    figures["execution_errors"] = dict(list(errors.items())[:3])
+                wait_profilers()
+                time.sleep(2.0)  # let asynchronous chat delivery drain
+                after = stub_posts(collector_port), stub_posts(module_port)
+                figures["deliveries_to_collector_during_run"] = after[0] - before[0]
+                figures["module_calls_during_run"] = after[1] - before[1]
+                result["b_container_command"] = figures
 
-            # (b, paced) the same commands at a fixed rate below saturation: the latency
-            # the router adds when it is not queueing behind itself
-            if args.rate_b > 0:
+            # (b, paced) the same commands at a fixed rate: the latency the router adds
+            # when it is offered the target rate without a closed loop queueing behind it
+            if "b_paced" in cases and args.rate_b > 0:
+                before = stub_posts(collector_port), stub_posts(module_port)
                 figures, raw = case(
                     "b_paced",
                     command_requests(f"{token}-bp"),
                     args.conns_b,
                     check=check_event,
                     rate=args.rate_b,
+                    on_measure=profiler("b_paced"),
                 )
                 overhead_figures(figures, raw)
                 figures["offered_events_per_s"] = args.rate_b
                 figures["execution_statuses"] = tally(raw["extras"], "exec_status")
-                result["b_paced"] = figures
+                wait_profilers()
                 time.sleep(2.0)  # let asynchronous chat delivery drain
+                after = stub_posts(collector_port), stub_posts(module_port)
+                figures["deliveries_to_collector_during_run"] = after[0] - before[0]
+                figures["module_calls_during_run"] = after[1] - before[1]
+                result["b_paced"] = figures
 
             # (c) batches of 100 plain chats
-            figures, raw = case(
-                "c_batch_100",
-                batch_requests(f"{token}-c"),
-                args.conns_c,
-                check=check_batch,
-                scale=BATCH,
-            )
-            not_processed = sum(e["not_processed"] for e in raw["extras"])
-            result["c_batch_100"] = {
-                "events_per_s": figures["events_per_s"],
-                "batches_per_s": figures["requests_per_s"],
-                "batch_p50_ms": figures["p50_ms"],
-                "batch_p90_ms": figures["p90_ms"],
-                "batch_p99_ms": figures["p99_ms"],
-                "batch_max_ms": figures["max_ms"],
-                "batches": figures["requests"],
-                "events_not_processed": not_processed,
-                "concurrency": figures["concurrency"],
-                "errors": figures["errors"],
-                "http_statuses": figures["http_statuses"],
-                "cpu_cores_used": figures["cpu_cores_used"],
-                **(
-                    {"database_per_event": figures["database_per_event"]}
-                    if "database_per_event" in figures
-                    else {}
-                ),
-                **({"first_error": figures["first_error"]} if "first_error" in figures else {}),
-            }
+            if "c" in cases:
+                figures, raw = case(
+                    "c_batch_100",
+                    batch_requests(f"{token}-c"),
+                    args.conns_c,
+                    check=check_batch,
+                    scale=BATCH,
+                )
+                not_processed = sum(e["not_processed"] for e in raw["extras"])
+                result["c_batch_100"] = {
+                    "events_per_s": figures["events_per_s"],
+                    "batches_per_s": figures["requests_per_s"],
+                    "batch_p50_ms": figures["p50_ms"],
+                    "batch_p90_ms": figures["p90_ms"],
+                    "batch_p99_ms": figures["p99_ms"],
+                    "batch_max_ms": figures["max_ms"],
+                    "batches": figures["requests"],
+                    "events_not_processed": not_processed,
+                    "concurrency": figures["concurrency"],
+                    "errors": figures["errors"],
+                    "http_statuses": figures["http_statuses"],
+                    "cpu_cores_used": figures["cpu_cores_used"],
+                    **(
+                        {"database_per_event": figures["database_per_event"]}
+                        if "database_per_event" in figures
+                        else {}
+                    ),
+                    **({"first_error": figures["first_error"]} if "first_error" in figures else {}),
+                }
             try:
                 result["router_metrics_one_worker"] = {
                     k: v
@@ -701,18 +722,27 @@ def main(argv: list[str] | None = None) -> int:
     arguments = argv if argv is not None else sys.argv[1:]
     result["command"] = " ".join([".venv/bin/python bench/router_bench.py", *arguments])
     if exit_code == 0:
-        result["meets_targets"] = {
-            "a": (result["a_plain_chat"]["events_per_s"] or 0) >= TARGETS["a"],
-            "b": (result["b_container_command"]["events_per_s"] or 0) >= TARGETS["b"],
-            "b_overhead_p99_ms": result["b_container_command"]["router_overhead_p99_ms"]
-            <= TARGETS["b_overhead_p99_ms"],
-            "c": (result["c_batch_100"]["events_per_s"] or 0) >= TARGETS["c"],
-        }
-        if "b_paced" in result:
-            # informative: the overhead target at the paced rate, not at 600 events/s
-            result["meets_targets"]["b_overhead_p99_ms_paced"] = (
-                result["b_paced"]["router_overhead_p99_ms"] <= TARGETS["b_overhead_p99_ms"]
+        meets: dict = {}
+        if "a_plain_chat" in result:
+            meets["a"] = (result["a_plain_chat"]["events_per_s"] or 0) >= TARGETS["a"]
+        if "b_container_command" in result:
+            closed = result["b_container_command"]
+            meets["b"] = (closed["events_per_s"] or 0) >= TARGETS["b"]
+            # a closed loop of N connections queues behind itself (latency ≈ N / rate):
+            # informative; the overhead target is judged at the offered rate (b_paced)
+            meets["b_overhead_p99_ms_closed_loop"] = (
+                closed["router_overhead_p99_ms"] <= TARGETS["b_overhead_p99_ms"]
             )
+        if "b_paced" in result:
+            paced = result["b_paced"]
+            meets["b_paced_rate_at_target"] = paced["offered_events_per_s"] >= TARGETS["b"]
+            meets["b_overhead_p99_ms"] = (
+                paced["router_overhead_p99_ms"] <= TARGETS["b_overhead_p99_ms"]
+                and paced["errors"] == 0
+            )
+        if "c_batch_100" in result:
+            meets["c"] = (result["c_batch_100"]["events_per_s"] or 0) >= TARGETS["c"]
+        result["meets_targets"] = meets
     else:
         result["error"] = "failed; see stderr"
     print(json.dumps(result, indent=2))
