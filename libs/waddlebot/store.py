@@ -40,6 +40,8 @@ from .ids import new_id
 
 __all__ = [
     "MemoryStore",
+    "Admission",
+    "Admitted",
     "Message",
     "RedisStore",
     "Store",
@@ -64,6 +66,34 @@ class WindowResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Admission:
+    """What :meth:`Store.admit_many` does for one event, all or (for a repeat) nothing.
+
+    ``once_key`` (if any) is set only if absent, for ``once_ttl`` seconds; when it was
+    already there the event is a repeat and nothing else happens. Otherwise
+    ``session_key`` is set to ``session_value`` for ``session_ttl`` seconds and one hit
+    is recorded in each of ``windows`` (``(key, limit, window seconds)``, as
+    :meth:`Store.hit_window`).
+    """
+
+    once_key: str | None
+    once_ttl: float
+    session_key: str
+    session_value: str
+    session_ttl: float
+    windows: tuple[tuple[str, int, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """The outcome of one :class:`Admission`: a repeat (``fresh`` false, nothing done),
+    or the session set and one :class:`WindowResult` per window, in order."""
+
+    fresh: bool
+    windows: tuple[WindowResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """A pub/sub message received on ``channel``."""
 
@@ -83,6 +113,14 @@ def _validate_window(limit: int, window: float) -> None:
         raise ValueError(f"limit must be at least 1, got {limit!r}")
     if window <= 0:
         raise ValueError(f"window must be positive seconds, got {window!r}")
+
+
+def _validate_admission(admission: Admission) -> None:
+    """Reject an admission whose ttls or windows could not work."""
+    _validate_ttl(admission.once_ttl)
+    _validate_ttl(admission.session_ttl)
+    for _key, limit, window in admission.windows:
+        _validate_window(limit, window)
 
 
 def _validate_max_len(max_len: int) -> None:
@@ -132,9 +170,23 @@ class Store(ABC):
     def set(self, key: str, value: str, ttl: float | None = None, *, nx: bool = False) -> bool:
         """Store ``value`` (optionally only if absent) with an optional ttl; return if set."""
 
-    def set_many(self, items: list[tuple[str, str, float | None, bool]]) -> list[bool]:
-        """Several ``set(key, value, ttl, nx=…)`` in one round trip; returns each result."""
-        return [self.set(key, value, ttl, nx=nx) for key, value, ttl, nx in items]
+    def admit_many(self, admissions: list[Admission]) -> list[Admitted]:
+        """Carry out several :class:`Admission` s in one round trip; one result each.
+
+        A repeat records nothing. On Redis each admission is one script run (atomic);
+        in process each step is atomic under the store's lock.
+        """
+        for admission in admissions:
+            _validate_admission(admission)
+        return [self._admit_one(admission) for admission in admissions]
+
+    def _admit_one(self, admission: Admission) -> Admitted:
+        if admission.once_key is not None and not self.set(
+            admission.once_key, "1", admission.once_ttl, nx=True
+        ):
+            return Admitted(False)
+        self.set(admission.session_key, admission.session_value, admission.session_ttl)
+        return Admitted(True, tuple(self.hit_window(*window) for window in admission.windows))
 
     @abstractmethod
     def delete(self, *keys: str) -> int:
@@ -211,6 +263,50 @@ local retry_ms = tonumber(oldest[2]) + window_ms - now_ms
 return {0, count, tostring(retry_ms)}
 """
 
+# One event's admission (Store.admit_many): KEYS = session key, [once key], window
+# keys; ARGV = has-once flag, once ttl ms, session value, session ttl ms, member, then
+# limit and window ms per window. A repeat (once key present) changes nothing and
+# returns {0}; otherwise {1, then allowed, count, retry_ms per window}, each window
+# as _HIT_WINDOW_LUA.
+_ADMIT_LUA = """
+local first = 2
+if ARGV[1] == '1' then
+  if not redis.call('SET', KEYS[2], '1', 'PX', ARGV[2], 'NX') then
+    return {0}
+  end
+  first = 3
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+local out = {1}
+if #KEYS < first then
+  return out
+end
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
+local member = ARGV[5]
+for i = first, #KEYS do
+  local key = KEYS[i]
+  local at = 6 + 2 * (i - first)
+  local limit = tonumber(ARGV[at])
+  local window_ms = tonumber(ARGV[at + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window_ms)
+  local count = redis.call('ZCARD', key)
+  if count < limit then
+    redis.call('ZADD', key, now_ms, member)
+    redis.call('PEXPIRE', key, math.ceil(window_ms))
+    out[#out + 1] = 1
+    out[#out + 1] = count + 1
+    out[#out + 1] = '0'
+  else
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    out[#out + 1] = 0
+    out[#out + 1] = count
+    out[#out + 1] = tostring(tonumber(oldest[2]) + window_ms - now_ms)
+  end
+end
+return out
+"""
+
 # INCRBY that sets an expiry only when the key did not exist before the call.
 _INCR_WITH_TTL_LUA = """
 local created = redis.call('EXISTS', KEYS[1]) == 0
@@ -226,6 +322,21 @@ _HEALTH_CHECK_INTERVAL = 30
 _POOL_SIZE = 50
 _POOL_WAIT_TIMEOUT = 5.0
 _SUBSCRIBE_CONFIRM_TIMEOUT = 2.0
+
+
+def _admitted(answer: list) -> Admitted:
+    """An Admitted from the admission script's reply."""
+    if not int(answer[0]):
+        return Admitted(False)
+    windows = tuple(
+        WindowResult(
+            allowed=bool(int(answer[i])),
+            count=int(answer[i + 1]),
+            retry_after=max(0.0, float(answer[i + 2]) / 1000),
+        )
+        for i in range(1, len(answer), 3)
+    )
+    return Admitted(True, windows)
 
 
 class _RedisSubscription(Subscription):
@@ -323,6 +434,7 @@ class RedisStore(Store):
         self._pubsub_client = redis.Redis(connection_pool=self._pubsub_pool)
         self._hit_window_script = self._client.register_script(_HIT_WINDOW_LUA)
         self._incr_with_ttl_script = self._client.register_script(_INCR_WITH_TTL_LUA)
+        self._admit_script = self._client.register_script(_ADMIT_LUA)
 
     @contextmanager
     def _translated_errors(self) -> Iterator[None]:
@@ -356,16 +468,56 @@ class RedisStore(Store):
         with self._translated_errors():
             return bool(self._client.set(self._key(key), value, px=expiry_ms, nx=nx))
 
-    def set_many(self, items: list[tuple[str, str, float | None, bool]]) -> list[bool]:
-        """Several sets in one pipelined round trip (not a transaction)."""
-        for _, _, ttl, _ in items:
-            _validate_ttl(ttl)
+    def admit_many(self, admissions: list[Admission]) -> list[Admitted]:
+        """Several admissions, each one script run, all in one round trip."""
+        if not admissions:
+            return []
+        calls = []
+        for admission in admissions:
+            _validate_admission(admission)
+            keys = [self._key(admission.session_key)]
+            args: list = [
+                "0" if admission.once_key is None else "1",
+                _to_millis(admission.once_ttl),
+                admission.session_value,
+                _to_millis(admission.session_ttl),
+                new_id(),
+            ]
+            if admission.once_key is not None:
+                keys.append(self._key(admission.once_key))
+            for key, limit, window in admission.windows:
+                keys.append(self._key(key))
+                args.extend((limit, window * 1000))
+            calls.append((keys, args))
         with self._translated_errors():
+            if len(calls) == 1:
+                raw = [self._admit_script(keys=calls[0][0], args=calls[0][1])]
+            else:
+                raw = self._evalsha_many(self._admit_script, calls)
+        return [_admitted(answer) for answer in raw]
+
+    def _evalsha_many(self, script, calls: list[tuple[list, list]]) -> list:
+        """Run ``script`` once per (keys, args) in one pipeline, loading it if Redis lost it.
+
+        redis-py's pipeline asks ``SCRIPT EXISTS`` before every execute that runs a
+        script (a second round trip); this sends ``EVALSHA`` and loads the script
+        only when Redis answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``).
+        """
+
+        def run() -> list:
             pipe = self._client.pipeline(transaction=False)
-            for key, value, ttl, nx in items:
-                expiry_ms = _to_millis(ttl) if ttl is not None else None
-                pipe.set(self._key(key), value, px=expiry_ms, nx=nx)
-            return [bool(result) for result in pipe.execute()]
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            return pipe.execute(raise_on_error=False)
+
+        answers = run()
+        if any(isinstance(a, redis.exceptions.NoScriptError) for a in answers):
+            script.sha = self._client.script_load(script.script)
+            answers = run()
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return answers
 
     def delete(self, *keys: str) -> int:
         """Remove ``keys`` and return how many existed."""

@@ -20,7 +20,7 @@ from waddlebot.contracts import MAX_MESSAGE, Event, ModuleResponse, parse_module
 from waddlebot.db import Database, utcnow
 from waddlebot.ids import new_id
 from waddlebot.sql import Writes
-from waddlebot.store import Store
+from waddlebot.store import Admission, Store, WindowResult
 from waddlebot.web import ServiceUnavailable, ValidationError
 
 from ..models import BUILTIN_TYPE
@@ -42,15 +42,19 @@ class Turn:
     session_id: str
     user_id: int
     role: str | None = None
+    #: rate-window hits already recorded at admission, by command id (see _gate)
+    windows: dict[int, WindowResult] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)
-class Admission:
-    """An event let in by :meth:`EventProcessor.admit`: its session, or a duplicate."""
+class Ticket:
+    """An event let in by :meth:`EventProcessor.admit`: its session and its rate-window
+    hits, or a duplicate."""
 
     session_id: str
     dedupe_key: str | None
     duplicate: bool = False
+    windows: dict[int, WindowResult] = dataclasses.field(default_factory=dict)
 
 
 def split_command(content: str) -> tuple[str, str, list[str], str] | None:
@@ -109,15 +113,19 @@ class EventProcessor:
         """Process one validated event; returns the ``/events`` answer."""
         return self.run(event, self.admit([event])[0])
 
-    def admit(self, events: list[Event]) -> list[Admission]:
-        """De-duplicate ``events`` and open their sessions in one round trip to the store.
+    def admit(self, events: list[Event]) -> list[Ticket]:
+        """De-duplicate ``events``, open their sessions and hit the rate windows of the
+        commands they name, in one round trip to the store.
 
-        A batch is admitted at once, so 100 events cost one pipeline, not 100.
+        A batch is admitted at once, so 100 events cost one pipeline, not 100. A
+        command's window is hit here, before its role check, so a refused attempt
+        counts toward the user's limit as an executed one does; a duplicate counts in
+        none.
         """
         if not events:
             return []
-        writes: list[tuple[str, str, float, bool]] = []
-        admissions = []
+        wanted = []
+        tickets = []
         session_ttl = float(self.settings.session_ttl)
         window = float(self.settings.dedupe_window)
         for event in events:
@@ -125,23 +133,39 @@ class EventProcessor:
             dedupe_key = None
             if event.event_id:
                 dedupe_key = f"router:seen:{event.platform}:{event.event_id}"
-                writes.append((dedupe_key, "1", window, True))
-            writes.append(
-                (f"{self.settings.session_prefix}{session_id}", event.entity_id, session_ttl, False)
+            commands = self._named_commands(event)
+            wanted.append(
+                Admission(
+                    dedupe_key,
+                    window,
+                    f"{self.settings.session_prefix}{session_id}",
+                    event.entity_id,
+                    session_ttl,
+                    tuple(self._window(event, c) for c in commands),
+                )
             )
-            admissions.append(Admission(session_id, dedupe_key))
-        results = iter(self.store.set_many(writes))
-        unused = []
-        for admission in admissions:
-            if admission.dedupe_key is not None and not next(results):
-                admission.duplicate = True
-                unused.append(f"{self.settings.session_prefix}{admission.session_id}")
-            next(results)  # the session's SET always succeeds
-        if unused:
-            self.store.delete(*unused)
-        return admissions
+            tickets.append((Ticket(session_id, dedupe_key), commands))
+        admitted = []
+        for (ticket, commands), outcome in zip(tickets, self.store.admit_many(wanted), strict=True):
+            ticket.duplicate = not outcome.fresh
+            ticket.windows = {c.id: w for c, w in zip(commands, outcome.windows, strict=False)}
+            admitted.append(ticket)
+        return admitted
 
-    def run(self, event: Event, admission: Admission) -> dict:
+    def _named_commands(self, event: Event) -> list[Command]:
+        """The commands an event will run if allowed: those its ``!``/``#`` word names,
+        or those its type triggers."""
+        if event.message_type == "chatMessage":
+            parsed = split_command(event.message_content or "")
+            return self.catalog.lookup(parsed[0], parsed[1]) if parsed else []
+        return self.catalog.for_event(event.message_type)
+
+    def _window(self, event: Event, command: Command) -> tuple[str, int, float]:
+        """The rate window (key, limit per minute, 60 s) of a user's use of a command."""
+        limit = command.rate_limit or self.settings.default_rate_limit
+        return f"router:rl:{event.entity_id}:{event.user_id}:{command.id}", limit, 60.0
+
+    def run(self, event: Event, admission: Ticket) -> dict:
         """Process an admitted event (see :meth:`admit`)."""
         started = time.perf_counter()
         if admission.duplicate:
@@ -160,7 +184,7 @@ class EventProcessor:
                     "(ROUTER_MAX_CONCURRENT); retry shortly"
                 )
             try:
-                answer = self._process(event, admission.session_id)
+                answer = self._process(event, admission)
             finally:
                 self._in_flight.release()
         except BaseException:
@@ -175,7 +199,8 @@ class EventProcessor:
         self.metrics.latency.observe(time.perf_counter() - started)
         return answer
 
-    def _process(self, event: Event, session_id: str) -> dict:
+    def _process(self, event: Event, admission: Ticket) -> dict:
+        session_id = admission.session_id
         entity = self.directory.entity(
             event.platform, event.server_id, event.channel_id, owner_user_id=event.owner_user_id
         )
@@ -194,7 +219,7 @@ class EventProcessor:
                 "executions": [],
             }
         user_id = self.directory.user_id(event.platform, event.user_id, event.user_name)
-        turn = Turn(event, entity, session_id, user_id)
+        turn = Turn(event, entity, session_id, user_id, windows=admission.windows)
         matched = _matched()
         executions: list[dict] = []
         if event.message_type == "chatMessage":
@@ -289,9 +314,10 @@ class EventProcessor:
         if not role_allows(role, command.min_role):
             self.metrics.denied.inc()
             return self._refusal(turn, command, "denied", args)
-        limit = command.rate_limit or self.settings.default_rate_limit
-        key = f"router:rl:{turn.entity.entity_id}:{turn.event.user_id}:{command.id}"
-        if not self.store.hit_window(key, limit, 60.0).allowed:
+        hit = turn.windows.pop(command.id, None)
+        if hit is None:  # not named at admission (a string rule's command, a reload)
+            hit = self.store.hit_window(*self._window(turn.event, command))
+        if not hit.allowed:
             self.metrics.rate_limited.inc()
             return self._refusal(turn, command, "rate_limited", args, reply=False)
         return None

@@ -142,6 +142,24 @@ def test_rate_limit_per_command(any_router, stubs, channel, uniq):
     assert other["executions"][0]["status"] == "success"
 
 
+def test_rate_limit_counts_each_event_once_and_holds_inside_a_batch(
+    any_router, stubs, channel, uniq
+):
+    command, _, stub = _module(any_router, stubs, uniq, rate_limit=2)
+    user = uniq("u")
+    first = chat_event(f"!{command}", channel=channel, user=user)
+    assert any_router.send(first)["executions"][0]["status"] == "success"
+    # a collector's redelivery is a duplicate: it does not use up the user's limit
+    assert any_router.send(first)["status"] == "duplicate"
+    # three more in one batch: one fits in the limit of 2, the others are refused
+    batch = [chat_event(f"!{command}", channel=channel, user=user) for _ in range(3)]
+    answer = any_router.post("/api/router/events/batch", {"events": batch})
+    assert answer.status_code == 200, answer.text
+    statuses = sorted(r["executions"][0]["status"] for r in answer.json()["results"])
+    assert statuses == ["rate_limited", "rate_limited", "success"]
+    assert len(stub.received()) == 2
+
+
 def test_duplicate_event_processed_once(any_router, stubs, channel, uniq):
     command, _, stub = _module(any_router, stubs, uniq)
     event = chat_event(f"!{command}", channel=channel, user=uniq("u"))

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from waddlebot.store import (
+    Admission,
     MemoryStore,
     Message,
     RedisStore,
@@ -247,6 +248,59 @@ def test_redis_applies_key_prefix(redis_prefix: str) -> None:
         store.close()
 
 
+def test_admit_many_sets_sessions_and_hits_windows_in_order(store: Store) -> None:
+    admissions = [
+        Admission("once:a", 60, "session:a", "entity-a", 30, (("w:1", 2, 60), ("w:2", 1, 60))),
+        Admission(None, 60, "session:b", "entity-b", 30),
+        Admission("once:c", 60, "session:c", "entity-c", 30, (("w:2", 1, 60),)),
+    ]
+    first, second, third = store.admit_many(admissions)
+    assert first.fresh and [(w.allowed, w.count) for w in first.windows] == [(1, 1), (1, 1)]
+    assert second.fresh and second.windows == ()
+    # the third hits w:2 after the first did: over its limit of 1, with a wait to retry
+    assert third.fresh and not third.windows[0].allowed and third.windows[0].count == 1
+    assert 0 < third.windows[0].retry_after <= 60
+    assert store.get("session:a") == "entity-a" and store.get("session:c") == "entity-c"
+    assert 0 < store.ttl("session:b") <= 30
+    assert store.get("once:a") == "1"
+
+
+def test_admit_many_records_nothing_for_a_repeat(store: Store) -> None:
+    [fresh] = store.admit_many([Admission("once:x", 60, "session:1", "e", 30, (("w", 5, 60),))])
+    [repeat] = store.admit_many([Admission("once:x", 60, "session:2", "e", 30, (("w", 5, 60),))])
+    assert fresh.fresh and fresh.windows[0].count == 1
+    assert not repeat.fresh and repeat.windows == ()
+    assert store.get("session:2") is None  # the repeat opened no session
+    assert store.hit_window("w", 5, 60).count == 2  # and did not count in the window
+    assert store.admit_many([]) == []
+
+
+def test_admit_many_rejects_impossible_windows(store: Store) -> None:
+    with pytest.raises(ValueError):
+        store.admit_many([Admission(None, 60, "s", "e", 30, (("w", 0, 60),))])
+    with pytest.raises(ValueError):
+        store.admit_many([Admission(None, 60, "s", "e", 0)])
+
+
+def test_admit_many_loads_its_script_again_after_a_flush(store: Store) -> None:
+    if store.backend != "redis":
+        pytest.skip("script cache is Redis's")
+    raw = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    try:
+        raw.script_flush()
+    finally:
+        raw.close()
+    batch = [Admission(f"once:{n}", 60, f"session:{n}", "e", 30, (("w", 9, 60),)) for n in range(3)]
+    assert [a.windows[0].count for a in store.admit_many(batch)] == [1, 2, 3]
+    raw = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    try:
+        raw.script_flush()
+    finally:
+        raw.close()
+    [single] = store.admit_many([Admission("once:9", 60, "session:9", "e", 30)])
+    assert single.fresh
+
+
 def test_redis_unreachable_raises_store_unavailable() -> None:
     store = make_store(redis_host="127.0.0.1", redis_port=1, key_prefix="unused:")
     try:
@@ -256,6 +310,10 @@ def test_redis_unreachable_raises_store_unavailable() -> None:
             store.get("anything")
         with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1"):
             store.hit_window("anything", 1, 1.0)
+        with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1"):
+            store.admit_many(
+                [Admission("once", 60, "session", "e", 30), Admission(None, 1, "s", "e", 1)]
+            )
         with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1"):
             store.subscribe("anything")
     finally:
