@@ -46,10 +46,19 @@ class Writes:
 
     ``run()`` returns, per statement in order: the new row's id for an insert, the
     number of rows changed for an update.
+
+    ``synchronous_commit=False`` is for records whose last fraction of a second may be
+    lost if the PostgreSQL server crashes (execution and response logs, usage
+    counters): their own transaction commits without waiting for its WAL to reach
+    disk (``SET LOCAL synchronous_commit = off``), so the WAL writer and the streaming
+    replica take them in batches instead of one flush, send and replay per command.
+    Nothing is corrupted by a crash, and a crash of the app loses nothing committed.
+    It has no effect when the statements join a transaction that is already open.
     """
 
-    def __init__(self, dal: DAL):
+    def __init__(self, dal: DAL, *, synchronous_commit: bool = True):
         self._dal = dal
+        self._synchronous_commit = synchronous_commit
         self._postgres = dal._adapter.dbengine == "postgres"
         self._mark = "%s" if self._postgres else "?"
         self._statements: list[_Statement] = []
@@ -139,7 +148,11 @@ class Writes:
             )
         sql = f"WITH {', '.join(parts)} SELECT {', '.join(picks)}"
         preparable = all(statement.preparable for statement in statements)
-        cursor = execute_committed(self._dal, [(_shape(sql) if preparable else sql, params)])
+        cursor = execute_committed(
+            self._dal,
+            [(_shape(sql) if preparable else sql, params)],
+            synchronous_commit=self._synchronous_commit,
+        )
         return [int(value) for value in cursor.fetchone()]
 
 
@@ -207,7 +220,16 @@ def _shape(sql: str) -> Prepared | str:
 _prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def execute_committed(dal: DAL, statements: list[tuple[Prepared | str, tuple]]):
+#: sent ahead of the statements of an own transaction that need not wait for its WAL
+_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+
+
+def execute_committed(
+    dal: DAL,
+    statements: list[tuple[Prepared | str, tuple]],
+    *,
+    synchronous_commit: bool = True,
+):
     """Run statements (prepared, or SQL text) on PostgreSQL as one transaction that has
     committed when this returns, in a single round trip; the cursor holds the last
     one's rows.
@@ -216,7 +238,9 @@ def execute_committed(dal: DAL, statements: list[tuple[Prepared | str, tuple]]):
     as one simple query, which PostgreSQL runs as one implicit transaction (all of it
     commits, or none): no ``BEGIN`` and ``COMMIT`` round trips, and the caller's later
     ``commit()`` has nothing to do. If a transaction is already open (the request read
-    something first) they join it and commit with it. PostgreSQL only.
+    something first) they join it and commit with it. ``synchronous_commit=False``
+    lets that own transaction commit without waiting for its WAL flush (see
+    :class:`Writes`); a transaction already open keeps its own setting. PostgreSQL only.
     """
     adapter = dal._adapter
     connection = adapter.connection
@@ -226,7 +250,7 @@ def execute_committed(dal: DAL, statements: list[tuple[Prepared | str, tuple]]):
         connection.autocommit = True
     try:
         done = _prepared.setdefault(connection, set())
-        calls = []
+        calls = [] if synchronous_commit or not idle else [_ASYNC_COMMIT]
         for statement, _params in statements:
             if isinstance(statement, str):
                 calls.append(statement)

@@ -123,7 +123,7 @@ class Delivery:
         self, db, response: ModuleResponse, *, context: dict, moderation: dict | None = None
     ) -> None:
         """Record a response and send it on its way (non-blocking for chat)."""
-        writes = Writes(db)
+        writes = Writes(db, synchronous_commit=False)
         self._record(writes, response, context)
         [row_id] = writes.run()
         if response.response_action == "chat":
@@ -145,7 +145,7 @@ class Delivery:
 
         ``writes`` (other statements of the same execution) go in the same round trip.
         """
-        writes = writes if writes is not None else Writes(db)
+        writes = writes if writes is not None else Writes(db, synchronous_commit=False)
         before = len(writes)
         for response in responses:
             self._record(writes, response, context)
@@ -307,6 +307,6 @@ class OutcomeWriter:
 
 def _write_outcomes(db, outcomes: dict[int, tuple[str, int]]) -> None:
     rows = [(row_id, status, attempts) for row_id, (status, attempts) in outcomes.items()]
-    Writes(db).update_by_id(
+    Writes(db, synchronous_commit=False).update_by_id(
         "module_responses", ("delivery_status", "delivery_attempts"), rows
     ).run()

@@ -405,7 +405,8 @@ class EventProcessor:
         db = self.database.primary
         # the execution record, usage counters and the responses (dispatch_all below)
         # reach the database in one round trip
-        writes = Writes(db).insert(
+        # a log of what ran: may lose its last fraction of a second to a server crash
+        writes = Writes(db, synchronous_commit=False).insert(
             "command_executions",
             execution_id=execution_id,
             session_id=turn.session_id,

@@ -118,3 +118,24 @@ def test_an_open_transaction_is_joined_not_committed(probe):
         execute_committed(db, [(insert, ("b", 2))])
         db.commit()
     assert _rows(table) == [("b", 2)]
+
+
+def test_an_asynchronous_commit_is_committed_at_return_and_set_for_its_own_transaction(probe):
+    database, table, insert, _bump = probe
+    setting = "SELECT current_setting('synchronous_commit')"
+    with database.connection() as db:
+        _idle(db)
+        cursor = execute_committed(
+            db, [(insert, ("a", 1)), (setting, ())], synchronous_commit=False
+        )
+        assert cursor.fetchall() == [("off",)]  # inside its own transaction
+        assert _rows(table) == [("a", 1)]  # committed (visible) when the call returns
+        assert execute_committed(db, [(setting, ())]).fetchall() == [("on",)]  # reset after
+        # joining a transaction already open leaves that transaction's setting alone
+        db(db[table].id > 0).select()
+        cursor = execute_committed(
+            db, [(insert, ("b", 2)), (setting, ())], synchronous_commit=False
+        )
+        assert cursor.fetchall() == [("on",)]
+        db.commit()
+    assert _rows(table) == [("a", 1), ("b", 2)]
