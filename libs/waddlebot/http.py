@@ -425,10 +425,23 @@ def _close(wire: Wire | None) -> None:
 
 def _readable(sock: socket.socket) -> bool:
     """Whether an idle kept connection has something to read: the peer closed it (EOF)
-    or sent data nobody asked for. Either way it cannot carry another request."""
+    or sent data nobody asked for. Either way it cannot carry another request.
+
+    A non-blocking peek answers at once (with a zero timeout even gevent's socket
+    raises instead of waiting); TLS sockets take no flags, so they are polled.
+    """
+    if isinstance(sock, ssl.SSLSocket):
+        try:
+            poller = select.poll()  # poll, not select: no limit on descriptor numbers
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return True
     try:
-        poller = select.poll()  # poll, not select: no limit on descriptor numbers
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):
+        sock.settimeout(0.0)
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return False  # nothing waiting: the connection is idle and open
+    except OSError:
         return True
+    return True  # b"" (closed by the peer) or unasked bytes

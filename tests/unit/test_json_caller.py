@@ -243,3 +243,63 @@ def test_header_injection_and_non_ascii_paths_are_refused_before_sending(stub):
     with pytest.raises(HttpError, match="plain ASCII"):
         caller.call("POST", f"{stub.url}/é", payload={})
     assert stub.received() == []
+
+
+GEVENT_REUSE = r"""
+from gevent import monkey
+monkey.patch_all()
+import json, socket, sys, threading, time
+from waddlebot.http import JsonCaller
+
+listener = socket.create_server(("127.0.0.1", 0))
+port = listener.getsockname()[1]
+accepted = []
+
+def serve():
+    while True:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        threading.Thread(target=answer, args=(conn, len(accepted) == 1), daemon=True).start()
+
+def answer(conn, close_after_first):
+    while True:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        if close_after_first:
+            conn.close()
+            return
+
+threading.Thread(target=serve, daemon=True).start()
+caller = JsonCaller()
+started = time.monotonic()
+bodies = []
+for _ in range(4):
+    bodies.append(caller.call("POST", f"http://127.0.0.1:{port}/x", payload={}, timeout=3).body)
+    time.sleep(0.05)
+print(json.dumps({"seconds": time.monotonic() - started, "connections": len(accepted),
+                  "bodies": [b.decode() for b in bodies]}))
+"""
+
+
+def test_under_gevent_the_idle_check_neither_waits_nor_reuses_a_closed_connection():
+    """The check of a kept connection must not wait out the socket timeout under gevent
+    (its socket waits on a would-block read unless the timeout is zero)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", GEVENT_REUSE], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["bodies"] == ["{}"] * 4
+    # the first connection was closed by the peer after one answer: one new connection,
+    # then reused for the remaining calls
+    assert result["connections"] == 2
+    assert result["seconds"] < 1.5  # four calls and 0.2 s of sleeps, no 3 s timeouts
