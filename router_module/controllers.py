@@ -59,10 +59,10 @@ def legacy_events():
 def _batch_item(item) -> dict:
     if isinstance(item, ValidationError):
         return item.body()
-    event, admission = item
+    event, ticket = item
     try:
         with database.connection():
-            return processor.run(event, admission)
+            return processor.run(event, ticket)
     except ServiceUnavailable as exc:  # no free slot: this item alone is to be retried
         return exc.body()
 

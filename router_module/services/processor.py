@@ -55,6 +55,8 @@ class Ticket:
     dedupe_key: str | None
     duplicate: bool = False
     windows: dict[int, WindowResult] = dataclasses.field(default_factory=dict)
+    #: a chat line's command words (split_command), read once at admission
+    parsed: tuple | None = None
 
 
 def split_command(content: str) -> tuple[str, str, list[str], str] | None:
@@ -133,7 +135,12 @@ class EventProcessor:
             dedupe_key = None
             if event.event_id:
                 dedupe_key = f"router:seen:{event.platform}:{event.event_id}"
-            commands = self._named_commands(event)
+            parsed = None
+            if event.message_type == "chatMessage":
+                parsed = split_command(event.message_content or "")
+                commands = self.catalog.lookup(parsed[0], parsed[1]) if parsed else []
+            else:
+                commands = self.catalog.for_event(event.message_type)
             wanted.append(
                 Admission(
                     dedupe_key,
@@ -144,7 +151,7 @@ class EventProcessor:
                     tuple(self._window(event, c) for c in commands),
                 )
             )
-            tickets.append((Ticket(session_id, dedupe_key), commands))
+            tickets.append((Ticket(session_id, dedupe_key, parsed=parsed), commands))
         admitted = []
         for (ticket, commands), outcome in zip(tickets, self.store.admit_many(wanted), strict=True):
             ticket.duplicate = not outcome.fresh
@@ -152,23 +159,15 @@ class EventProcessor:
             admitted.append(ticket)
         return admitted
 
-    def _named_commands(self, event: Event) -> list[Command]:
-        """The commands an event will run if allowed: those its ``!``/``#`` word names,
-        or those its type triggers."""
-        if event.message_type == "chatMessage":
-            parsed = split_command(event.message_content or "")
-            return self.catalog.lookup(parsed[0], parsed[1]) if parsed else []
-        return self.catalog.for_event(event.message_type)
-
     def _window(self, event: Event, command: Command) -> tuple[str, int, float]:
         """The rate window (key, limit per minute, 60 s) of a user's use of a command."""
         limit = command.rate_limit or self.settings.default_rate_limit
         return f"router:rl:{event.entity_id}:{event.user_id}:{command.id}", limit, 60.0
 
-    def run(self, event: Event, admission: Ticket) -> dict:
+    def run(self, event: Event, ticket: Ticket) -> dict:
         """Process an admitted event (see :meth:`admit`)."""
         started = time.perf_counter()
-        if admission.duplicate:
+        if ticket.duplicate:
             self.metrics.events.labels("duplicate").inc()
             return {
                 "status": "duplicate",
@@ -184,14 +183,14 @@ class EventProcessor:
                     "(ROUTER_MAX_CONCURRENT); retry shortly"
                 )
             try:
-                answer = self._process(event, admission)
+                answer = self._process(event, ticket)
             finally:
                 self._in_flight.release()
         except BaseException:
-            if admission.dedupe_key:
+            if ticket.dedupe_key:
                 # let the collector's retry through: nothing was completed
                 try:
-                    self.store.delete(admission.dedupe_key)
+                    self.store.delete(ticket.dedupe_key)
                 except Exception:  # noqa: BLE001 - the original error matters more
                     pass
             raise
@@ -199,8 +198,8 @@ class EventProcessor:
         self.metrics.latency.observe(time.perf_counter() - started)
         return answer
 
-    def _process(self, event: Event, admission: Ticket) -> dict:
-        session_id = admission.session_id
+    def _process(self, event: Event, ticket: Ticket) -> dict:
+        session_id = ticket.session_id
         entity = self.directory.entity(
             event.platform, event.server_id, event.channel_id, owner_user_id=event.owner_user_id
         )
@@ -219,11 +218,11 @@ class EventProcessor:
                 "executions": [],
             }
         user_id = self.directory.user_id(event.platform, event.user_id, event.user_name)
-        turn = Turn(event, entity, session_id, user_id, windows=admission.windows)
+        turn = Turn(event, entity, session_id, user_id, windows=ticket.windows)
         matched = _matched()
         executions: list[dict] = []
         if event.message_type == "chatMessage":
-            parsed = split_command(event.message_content or "")
+            parsed = ticket.parsed
             if parsed is not None:
                 executions = self.run_command(turn, parsed, matched)
             elif self.string_rules is not None:
