@@ -1,0 +1,57 @@
+"""``waddlebot.serve.tame_gc``: full collections on a timer, not on the request path.
+
+Run in a child process: the collector's settings are process-wide.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+SCRIPT = r"""
+import gc, json, time, weakref
+from waddlebot.serve import tame_gc
+
+loaded = [{"n": n} for n in range(5000)]  # what an app builds at import
+thread = tame_gc(interval=0.3)
+frozen = gc.get_freeze_count()
+
+class Node:
+    pass
+
+def cycle():
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+# a cycle that lives through young collections reaches the old generation...
+kept = cycle()
+held = kept()
+for _ in range(3):
+    gc.collect(1)
+del held
+gc.collect(1)  # a young collection does not look at the old generation
+before_timer = kept() is not None
+time.sleep(1.0)  # ...and the timer's full collection frees it
+print(json.dumps({
+    "frozen": frozen,
+    "threshold": gc.get_threshold(),
+    "alive_before_timer": before_timer,
+    "alive_after_timer": kept() is not None,
+    "thread": thread.name, "daemon": thread.daemon, "running": thread.is_alive(),
+}))
+"""
+
+
+def test_tame_gc_freezes_what_is_loaded_and_collects_fully_on_a_timer():
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["frozen"] >= 5000
+    young, middle, old = result["threshold"]
+    assert (young, middle) == (700, 10) and old >= 1_000_000  # no automatic full collection
+    assert result["alive_before_timer"] and not result["alive_after_timer"]
+    assert result["daemon"] and result["running"] and result["thread"] == "full-gc"
