@@ -1,12 +1,14 @@
 """Shared helpers of the WaddleBot benchmarks (bench/*_bench.py).
 
-Standard library only at import time, so a load-generator process stays light.
+Standard library only at import time (``waddlebot.http`` is imported by the client
+when it first sends), so a load-generator process stays light.
 
 * processes: :class:`Processes` starts children in their own process group and kills
   every group it started on exit (also on error, Ctrl-C or SIGTERM);
   :func:`gunicorn_command`, :func:`wait_http`, :func:`free_port`;
 * load: :func:`run_load` drives a closed loop from several client processes, each with
-  a few threads holding one keep-alive ``http.client`` connection (cheaper per request
+  a few threads holding one keep-alive connection spoken through
+  ``waddlebot.http.Wire`` (cheaper per request than ``http.client`` and far cheaper
   than ``requests``, which matters on a 2-core box where the client competes with the
   server for CPU), and returns latencies of the requests that started and finished
   inside the measurement window;
@@ -17,7 +19,6 @@ Standard library only at import time, so a load-generator process stays light.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import logging
 import multiprocessing
 import os
@@ -355,31 +356,43 @@ def child_pids(pid: int) -> list[int]:
 
 # -- load generation --------------------------------------------------------------------
 class Client:
-    """One keep-alive HTTP/1.1 connection to 127.0.0.1 that reconnects when dropped."""
+    """One keep-alive HTTP/1.1 connection to 127.0.0.1 that reconnects when dropped.
+
+    It speaks through :class:`waddlebot.http.Wire` (the request in one write, the answer
+    parsed without the ``email`` package): the load generator shares the box with what
+    it measures, and ``http.client`` cost it about twice the CPU per request.
+    """
 
     def __init__(self, port: int, headers: dict, timeout: float = 30.0):
         self.port = port
         self.timeout = timeout
         self.headers = {"Content-Type": "application/json", **headers}
-        self.conn: http.client.HTTPConnection | None = None
+        self._head_lines = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+        self.wire = None
 
     def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         """POST ``body``; (status, answer body). Retries once on a dropped connection."""
+        from waddlebot.http import Wire
+
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n{self._head_lines}"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode("latin-1") + body
         for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            if self.wire is None:
+                sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.wire = Wire(sock)
             try:
-                self.conn.request("POST", path, body, self.headers)
-                answer = self.conn.getresponse()
-                data = answer.read()
-                if answer.getheader("Connection", "").lower() == "close":
-                    self.conn.close()
-                    self.conn = None
-                return answer.status, data
-            except (http.client.HTTPException, OSError):
-                if self.conn is not None:
-                    self.conn.close()
-                self.conn = None
+                status, data, keep = self.wire.exchange(request, "POST")
+                if not keep:
+                    self.wire.close()
+                    self.wire = None
+                return status, data
+            except Exception:  # noqa: BLE001 - dropped or garbled: reconnect once
+                if self.wire is not None:
+                    self.wire.close()
+                self.wire = None
                 if attempt:
                     raise
         raise AssertionError("unreachable")
