@@ -430,6 +430,9 @@ class RedisStore(Store):
         # Subscriptions hold a connection for their whole life, so they get their own
         # pool and can never starve command traffic.
         self._pubsub_pool = redis.ConnectionPool(**connection_options)
+        # the hot path's own kept connections (see _call_kept)
+        self._connection_options = connection_options
+        self._kept: deque[redis.Connection] = deque()
         self._client = redis.Redis(connection_pool=self._pool)
         self._pubsub_client = redis.Redis(connection_pool=self._pubsub_pool)
         self._hit_window_script = self._client.register_script(_HIT_WINDOW_LUA)
@@ -491,10 +494,57 @@ class RedisStore(Store):
             calls.append((keys, args))
         with self._translated_errors():
             if len(calls) == 1:
-                raw = [self._admit_script(keys=calls[0][0], args=calls[0][1])]
+                raw = [self._evalsha_kept(self._admit_script, *calls[0])]
             else:
                 raw = self._evalsha_many(self._admit_script, calls)
         return [_admitted(answer) for answer in raw]
+
+    def _evalsha_kept(self, script, keys: list, args: list):
+        """``EVALSHA`` on a kept connection, loading the script if Redis lost it."""
+        try:
+            return self._call_kept("EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            script.sha = self._client.script_load(script.script)
+            return self._call_kept("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def _call_kept(self, *command):
+        """One command on a connection kept for the per-event hot path.
+
+        redis-py's client (pool hand-out with a stale-data check, retry wrapper,
+        command and script objects) spent more CPU than the round trip itself; this
+        sends on a connection of its own and reads the reply. A kept connection the
+        server has closed (Redis restarted) is dropped and the command sent once more
+        on a new one; a timeout is not retried (the command may have run).
+        """
+        try:
+            connection = self._kept.pop()
+        except IndexError:
+            return self._call_on(redis.Connection(**self._connection_options), command)
+        try:
+            return self._call_on(connection, command)
+        except redis.exceptions.TimeoutError:
+            raise
+        except redis.exceptions.ConnectionError:
+            return self._call_on(redis.Connection(**self._connection_options), command)
+
+    def _call_on(self, connection: redis.Connection, command: tuple):
+        try:
+            connection.send_command(*command)
+            reply = connection.read_response()
+        except redis.exceptions.ResponseError:
+            self._keep(connection)  # the error reply was read whole: the connection is fine
+            raise
+        except BaseException:
+            connection.disconnect()
+            raise
+        self._keep(connection)
+        return reply
+
+    def _keep(self, connection: redis.Connection) -> None:
+        if len(self._kept) < _POOL_SIZE:
+            self._kept.append(connection)
+        else:
+            connection.disconnect()
 
     def _evalsha_many(self, script, calls: list[tuple[list, list]]) -> list:
         """Run ``script`` once per (keys, args) in one pipeline, loading it if Redis lost it.
@@ -605,6 +655,8 @@ class RedisStore(Store):
         self._client.close()
         self._pool.disconnect()
         self._pubsub_pool.disconnect()
+        while self._kept:
+            self._kept.pop().disconnect()
 
 
 # -------------------------------------------------------------------------- memory backend

@@ -301,6 +301,23 @@ def test_admit_many_loads_its_script_again_after_a_flush(store: Store) -> None:
     assert single.fresh
 
 
+def test_admit_many_survives_redis_closing_its_kept_connection(redis_prefix: str) -> None:
+    store = make_store(redis_host=REDIS_HOST, redis_port=REDIS_PORT, key_prefix=redis_prefix)
+    raw = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    try:
+        [first] = store.admit_many([Admission("once:1", 60, "session:1", "e", 30)])
+        # as after a Redis restart: the server closes the connection the store kept
+        [kept] = store._kept
+        host, port = kept._sock.getsockname()[:2]
+        assert raw.client_kill(f"{host}:{port}")
+        [second] = store.admit_many([Admission("once:2", 60, "session:2", "e", 30)])
+        [repeat] = store.admit_many([Admission("once:2", 60, "session:3", "e", 30)])
+    finally:
+        raw.close()
+        store.close()
+    assert first.fresh and second.fresh and not repeat.fresh
+
+
 def test_redis_unreachable_raises_store_unavailable() -> None:
     store = make_store(redis_host="127.0.0.1", redis_port=1, key_prefix="unused:")
     try:
