@@ -160,7 +160,8 @@ def wsgi_app(app_name: str):
 
     Under gunicorn's gevent worker (sockets already patched) psycopg2 is made to wait
     through gevent first (:func:`waddlebot.green.cooperate`); once loaded, the garbage
-    collector is tamed for serving (:func:`tame_gc`).
+    collector is tamed for serving (:func:`tame_gc`) and every answer releases its
+    request's objects when the server is done with it (:class:`ReleasingAnswer`).
     """
     cooperate()
     try:
@@ -171,7 +172,51 @@ def wsgi_app(app_name: str):
         in_gunicorn = "gunicorn.arbiter" in sys.modules
         raise SystemExit(GUNICORN_APP_LOAD_ERROR if in_gunicorn else 1) from None
     tame_gc()
-    return application
+    return releasing(application)
+
+
+def releasing(application: Callable) -> Callable:
+    """``application`` with each answer wrapped in a :class:`ReleasingAnswer`."""
+
+    def wrapped(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        body = application(environ, start_response)
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if file_wrapper is not None and isinstance(body, file_wrapper):
+            return body  # the server sends files itself (sendfile): leave it alone
+        return ReleasingAnswer(body, environ)
+
+    return wrapped
+
+
+class ReleasingAnswer:
+    """A response body that empties the request's environ once the server closes it.
+
+    The environ is the hub of reference cycles (ombott's header view holds it, and
+    gunicorn's early-hints callback holds the response that holds the request), so a
+    request's objects could only be freed by the cyclic garbage collector. Under load
+    they outlived young collections, since requests were still in flight, and piled up
+    in the old generation (about 25,000 objects a minute per router worker). Emptied
+    when the server closes the answer, after it has written and logged it, they are
+    freed by reference counting at once.
+    """
+
+    __slots__ = ("_body", "_environ")
+
+    def __init__(self, body: Iterable[bytes], environ: dict):
+        self._body = body
+        self._environ = environ
+
+    def __iter__(self):
+        return iter(self._body)
+
+    def close(self) -> None:
+        """Close the app's body (WSGI), then release the environ."""
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._environ.clear()
 
 
 #: seconds between two full garbage collections of a serving worker (see tame_gc)

@@ -55,3 +55,53 @@ def test_tame_gc_freezes_what_is_loaded_and_collects_fully_on_a_timer():
     assert (young, middle) == (700, 10) and old >= 1_000_000  # no automatic full collection
     assert result["alive_before_timer"] and not result["alive_after_timer"]
     assert result["daemon"] and result["running"] and result["thread"] == "full-gc"
+
+
+def test_a_releasing_answer_frees_the_request_cycle_when_the_server_closes_it():
+    import gc
+    import weakref
+
+    from waddlebot.serve import ReleasingAnswer, releasing
+
+    class HeaderView:  # like ombott's WSGIHeaderDict: holds the environ it lives in
+        def __init__(self, environ):
+            self.environ = environ
+
+    closed = []
+
+    class Body(list):
+        def close(self):
+            closed.append(True)
+
+    def app(environ, start_response):
+        view = HeaderView(environ)
+        environ["app.headers"] = view
+        environ["probe"] = weakref.ref(view)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return Body([b"{}"])
+
+    environ = {"wsgi.file_wrapper": type("FileWrapper", (), {})}
+    gc.disable()
+    try:
+        answer = releasing(app)(environ, lambda *_: None)
+        assert isinstance(answer, ReleasingAnswer)
+        probe = environ["probe"]
+        assert b"".join(answer) == b"{}"
+        assert probe() is not None  # still in use while the server writes
+        answer.close()
+        assert closed == [True] and environ == {}
+        assert probe() is None  # freed by reference counting, no collection ran
+    finally:
+        gc.enable()
+
+
+def test_a_file_answer_is_left_to_the_server():
+    from waddlebot.serve import releasing
+
+    class FileWrapper:
+        pass
+
+    sent = FileWrapper()
+    environ = {"wsgi.file_wrapper": FileWrapper}
+    assert releasing(lambda env, start: sent)(environ, None) is sent
+    assert "wsgi.file_wrapper" in environ
