@@ -470,6 +470,7 @@ def _client_process(
                 extra = check_answer(status, data)
                 if extra is not None:
                     extra["latency_s"] = ended - started
+                    extra["at_s"] = started - measure_from  # when, in the measured window
                     local_extra.append(extra)
         with lock:
             latencies.extend(local_lat)

@@ -391,6 +391,19 @@ def overhead_figures(figures: dict, raw: dict) -> None:
     figures["module_time_p99_ms"] = round(bench.percentile(module_ms, 99) or 0, 2)
     figures["router_overhead_p50_ms"] = round(bench.percentile(overhead, 50) or 0, 2)
     figures["router_overhead_p99_ms"] = round(bench.percentile(overhead, 99) or 0, 2)
+    # where the slow ones fall: spread over the window (the box is short of CPU) or
+    # bunched in a few seconds (a pause somewhere: GC, a lock, the database)
+    slow: dict[int, int] = {}
+    for e, o in zip(raw["extras"], overhead, strict=True):
+        if o > TARGETS["b_overhead_p99_ms"]:
+            second = int(e["at_s"])
+            slow[second] = slow.get(second, 0) + 1
+    figures["over_target_by_second"] = {
+        "over_target": sum(slow.values()),
+        "worst_seconds": [
+            {"second": s, "requests": n} for s, n in sorted(slow.items(), key=lambda kv: -kv[1])[:3]
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
+import random
 import signal
 import socket
 import sys
@@ -219,8 +220,8 @@ class ReleasingAnswer:
             self._environ.clear()
 
 
-#: seconds between two full garbage collections of a serving worker (see tame_gc)
-FULL_COLLECTION_INTERVAL = 60.0
+#: mean seconds between two full garbage collections of a serving worker (see tame_gc)
+FULL_COLLECTION_INTERVAL = 300.0
 
 
 def tame_gc(interval: float = FULL_COLLECTION_INTERVAL) -> threading.Thread:
@@ -232,10 +233,12 @@ def tame_gc(interval: float = FULL_COLLECTION_INTERVAL) -> threading.Thread:
     quarter of the old ones, which under steady load (every in-flight request's objects
     survive a young collection) meant one every few seconds, walking every cached row:
     pauses of 15-55 ms per worker that landed on the requests in flight (the router's
-    p99). Full collections therefore run on a timer, every ``interval`` seconds, from a
-    daemon thread; young collections are unchanged, so short-lived cycles are freed as
-    before and cyclic garbage that reached the old generation waits at most
-    ``interval``. Returns the thread.
+    p99). Full collections therefore run on a timer from a daemon thread, every
+    ``interval`` seconds on average, each wait drawn between half and one and a half
+    times it so the workers of a pod, started together, do not pause together. Young
+    collections are unchanged, so short-lived cycles are freed as before; cyclic
+    garbage that reached the old generation (little, since :class:`ReleasingAnswer`)
+    waits at most 1.5 × ``interval``. Returns the thread.
     """
     gc.collect()
     gc.freeze()
@@ -243,8 +246,9 @@ def tame_gc(interval: float = FULL_COLLECTION_INTERVAL) -> threading.Thread:
     gc.set_threshold(young, middle, 1_000_000_000)  # never reached: the timer collects
 
     def collect_every() -> None:
+        jitter = random.Random()
         while True:
-            time.sleep(interval)
+            time.sleep(interval * jitter.uniform(0.5, 1.5))
             gc.collect()
 
     thread = threading.Thread(target=collect_every, name="full-gc", daemon=True)

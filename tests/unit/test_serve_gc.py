@@ -14,7 +14,7 @@ import gc, json, time, weakref
 from waddlebot.serve import tame_gc
 
 loaded = [{"n": n} for n in range(5000)]  # what an app builds at import
-thread = tame_gc(interval=0.3)
+thread = tame_gc(interval=0.2)
 frozen = gc.get_freeze_count()
 
 class Node:
