@@ -624,15 +624,16 @@ def main(argv: list[str] | None = None) -> int:
                 setup_s["command_warm"] = round(time.monotonic() - t, 1)
                 time.sleep(1.0)  # let the warm pass's chat deliveries drain
 
-            # (b) container commands
-            if "b" in cases:
+            def command_case(name: str, suffix: str, **options) -> dict:
+                """A command case, with its overhead figures and what reached the stubs."""
                 before = stub_posts(collector_port), stub_posts(module_port)
                 figures, raw = case(
-                    "b_container_command",
-                    command_requests(f"{token}-b"),
+                    name,
+                    command_requests(f"{token}-{suffix}"),
                     args.conns_b,
                     check=check_event,
-                    on_measure=profiler("b"),
+                    on_measure=profiler(suffix),
+                    **options,
                 )
                 overhead_figures(figures, raw)
                 figures["execution_statuses"] = tally(raw["extras"], "exec_status")
@@ -644,28 +645,17 @@ def main(argv: list[str] | None = None) -> int:
                 after = stub_posts(collector_port), stub_posts(module_port)
                 figures["deliveries_to_collector_during_run"] = after[0] - before[0]
                 figures["module_calls_during_run"] = after[1] - before[1]
-                result["b_container_command"] = figures
+                return figures
+
+            # (b) container commands, closed loop
+            if "b" in cases:
+                result["b_container_command"] = command_case("b_container_command", "b")
 
             # (b, paced) the same commands at a fixed rate: the latency the router adds
             # when it is offered the target rate without a closed loop queueing behind it
             if "b_paced" in cases and args.rate_b > 0:
-                before = stub_posts(collector_port), stub_posts(module_port)
-                figures, raw = case(
-                    "b_paced",
-                    command_requests(f"{token}-bp"),
-                    args.conns_b,
-                    check=check_event,
-                    rate=args.rate_b,
-                    on_measure=profiler("b_paced"),
-                )
-                overhead_figures(figures, raw)
+                figures = command_case("b_paced", "bp", rate=args.rate_b)
                 figures["offered_events_per_s"] = args.rate_b
-                figures["execution_statuses"] = tally(raw["extras"], "exec_status")
-                wait_profilers()
-                time.sleep(2.0)  # let asynchronous chat delivery drain
-                after = stub_posts(collector_port), stub_posts(module_port)
-                figures["deliveries_to_collector_during_run"] = after[0] - before[0]
-                figures["module_calls_during_run"] = after[1] - before[1]
                 result["b_paced"] = figures
 
             # (c) batches of 100 plain chats
