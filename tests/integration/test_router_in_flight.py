@@ -37,27 +37,15 @@ def one_slot(tmp_path_factory):
     )
     fleet.start()
     try:
-        for body in (
-            {
-                "module_name": "console-one-slot",
-                "module_type": "collector",
-                "platform": "console",
-                "endpoint_url": collector.url,
-                "commands": [],
-            },
-            {
-                "module_name": "one-slot-module",
-                "module_type": "interaction",
-                "endpoint_url": module.url,
-                "core": True,
-                "commands": [
-                    {"command": "slowone", "location_url": "/slow", "timeout": 30},
-                    {"command": "fastone", "location_url": "/fast", "timeout": 5},
-                ],
-            },
-        ):
-            answer = fleet.post("/api/modules/register", body)
-            assert answer.status_code in (200, 201), answer.text
+        fleet.register("console-one-slot", collector.url, collector_for="console")
+        fleet.register(
+            "one-slot-module",
+            module.url,
+            [
+                {"command": "slowone", "location_url": "/slow", "timeout": 30},
+                {"command": "fastone", "location_url": "/fast", "timeout": 5},
+            ],
+        )
         yield fleet, release
     finally:
         release.set()

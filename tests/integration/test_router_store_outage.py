@@ -68,23 +68,8 @@ def router_and_redis(tmp_path):
     )
     fleet.start()
     try:
-        for body in (
-            {
-                "module_name": "console-outage",
-                "module_type": "collector",
-                "platform": "console",
-                "endpoint_url": collector.url,
-            },
-            {
-                "module_name": "outage-module",
-                "module_type": "interaction",
-                "endpoint_url": module.url,
-                "core": True,
-                "commands": [{"command": "ping", "location_url": "/run"}],
-            },
-        ):
-            answer = fleet.post("/api/modules/register", body)
-            assert answer.status_code in (200, 201), answer.text
+        fleet.register("console-outage", collector.url, collector_for="console")
+        fleet.register("outage-module", module.url, [{"command": "ping", "location_url": "/run"}])
         yield fleet, store, module
     finally:
         fleet.stop()

@@ -214,6 +214,27 @@ class FleetProcess:
             self.url + path, json=json, timeout=kwargs.pop("timeout", 30), **kwargs
         )
 
+    def register(
+        self,
+        name: str,
+        endpoint_url: str,
+        commands: list[dict] | None = None,
+        *,
+        collector_for: str | None = None,
+        core: bool = True,
+    ) -> dict:
+        """Register a module with the router (DESIGN §5), or with ``collector_for`` the
+        collector of that platform; fails the caller with the router's answer if refused."""
+        payload: dict = {"module_name": name, "endpoint_url": endpoint_url}
+        if collector_for:
+            payload.update(module_type="collector", platform=collector_for, commands=[])
+        else:
+            payload.update(module_type="interaction", core=core, commands=commands or [])
+        answer = self.post("/api/modules/register", payload)
+        if answer.status_code not in (200, 201):
+            raise AssertionError(f"registration of {name} refused: {answer.text}")
+        return answer.json()
+
     def __enter__(self) -> FleetProcess:
         return self.start()
 
