@@ -506,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
         "ROUTER_DEFAULT_RATE_LIMIT": "1000000",
         "ROUTER_MAX_CONCURRENT": "32",  # as k8s/base/router/configmap.yaml
+        "DB_POOL_SIZE": "40",  # as k8s/base/router/configmap.yaml
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
@@ -616,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
 
             def case(name, make, threads, **options):
                 setup_s[f"vacuum_before_{name}"] = vacuum(database_url)
+                wait_for_replica(database_url, replica_url, timeout=60)  # replays the vacuum
                 return run_case(
                     name,
                     port=router_port,
