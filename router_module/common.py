@@ -12,6 +12,7 @@ from .services.moderation import Moderation
 from .services.processor import EventProcessor
 from .services.rbac import RBACService
 from .services.registry import CommandCatalog, ensure_builtins
+from .services.usage import UsageCounter
 from .settings import settings
 
 services = AppServices(
@@ -64,6 +65,7 @@ processor = EventProcessor(
     catalog=catalog,
     engines=engines,
     delivery=delivery,
+    usage=UsageCounter(database),
     metrics=RouterMetrics,
 )
 

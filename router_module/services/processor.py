@@ -29,6 +29,7 @@ from .engines import CallResult, ExecutionEngines
 from .identities import Directory, EntityInfo, role_allows
 from .registry import Command, CommandCatalog
 from .reputation import points_for
+from .usage import UsageCounter
 
 log = logging.getLogger("waddlebot.router")
 
@@ -90,6 +91,7 @@ class EventProcessor:
         catalog: CommandCatalog,
         engines: ExecutionEngines,
         delivery: Delivery,
+        usage: UsageCounter,
         metrics,
     ):
         self.settings = settings
@@ -99,6 +101,7 @@ class EventProcessor:
         self.catalog = catalog
         self.engines = engines
         self.delivery = delivery
+        self.usage = usage
         self.metrics = metrics
         #: seam for string-rule moderation: callable(turn, processor) -> dict | None
         self.string_rules = None
@@ -402,8 +405,8 @@ class EventProcessor:
                 )
         self.metrics.executions.labels(command.type, result.status).inc()
         db = self.database.primary
-        # the execution record, usage counters and the responses (dispatch_all below)
-        # reach the database in one round trip
+        # the execution record, its entity's usage counter and the responses
+        # (dispatch_all below) reach the database in one round trip
         # a log of what ran: may lose its last fraction of a second to a server crash
         writes = Writes(db, synchronous_commit=False).insert(
             "command_executions",
@@ -431,7 +434,7 @@ class EventProcessor:
                 "usage_count",
                 last_used=utcnow(),
             )
-        writes.increment("commands", {"id": command.id}, "usage_count")
+        self.usage.add(command.id)
         context = self.context(turn, execution_id)
         if result.status != "success":
             log.info("execution %s of %s failed: %s", execution_id, command.label, result.error)

@@ -7,28 +7,19 @@ store: a role set through one reaches the other's long-lived cache through the s
 
 from __future__ import annotations
 
-import importlib
-import sys
 import time
-import types
-from pathlib import Path
 
 import pytest
 
 from waddlebot.db import Database
 from waddlebot.router_tables import ROLES_VERSION_KEY, define_router_tables
 from waddlebot.store import MemoryStore
-
-ROOT = Path(__file__).resolve().parents[2]
+from waddlebot.testkit import app_module
 
 
 def _identities():
     """``router_module.services.identities`` without running the app package."""
-    if "router_module" not in sys.modules:
-        package = types.ModuleType("router_module")
-        package.__path__ = [str(ROOT / "router_module")]
-        sys.modules["router_module"] = package
-    return importlib.import_module("router_module.services.identities")
+    return app_module("router_module.services.identities")
 
 
 @pytest.fixture

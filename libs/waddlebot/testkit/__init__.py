@@ -5,6 +5,7 @@ so a platform stub or an event builder exists once.
 """
 
 from .events import chat_event, platform_event
+from .modules import app_module
 from .processes import FleetProcess, free_port
 from .services import (
     TEST_DATABASE_URL,
@@ -27,6 +28,7 @@ __all__ = [
     "TEST_DATABASE_URL",
     "TEST_REDIS_HOST",
     "TEST_REPLICA_URL",
+    "app_module",
     "chat_event",
     "clear_store_prefix",
     "create_database",
