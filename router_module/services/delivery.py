@@ -10,11 +10,8 @@ recorded in ``module_responses`` with its delivery status.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
-import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,6 +20,8 @@ from waddlebot.db import Database
 from waddlebot.http import HttpError, JsonCaller
 from waddlebot.sql import Writes
 from waddlebot.store import Store, StoreUnavailable
+
+from .batches import BatchWriter
 
 log = logging.getLogger("waddlebot.router.delivery")
 
@@ -234,75 +233,37 @@ class Delivery:
         self.outcomes.flush()
 
 
-class OutcomeWriter:
+class OutcomeWriter(BatchWriter):
     """Delivery outcomes of chat responses, written to ``module_responses`` in batches.
 
     A push ends on a delivery thread; recording its outcome there cost a pooled
     connection, an UPDATE and a COMMIT per reply. Outcomes are instead collected and
     written every ``interval`` seconds by one thread, as one statement on PostgreSQL.
-    The row shows ``pending`` until then. A write that fails (database briefly away)
-    is kept and tried again with the next batch.
+    The row shows ``pending`` until then (at most ``keep`` outcomes wait at once).
     """
 
+    name = "delivery-outcomes"
+    what = "delivery outcomes"
+
     def __init__(self, database: Database, *, interval: float = 0.05, keep: int = 100_000):
-        self.database = database
-        self.interval = interval
+        super().__init__(database, interval=interval)
         self.keep = keep
-        self._pending: dict[int, tuple[str, int]] = {}
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
 
     def put(self, row_id: int, status: str, attempts: int) -> None:
         """Queue the outcome of one response."""
-        with self._lock:
-            if len(self._pending) < self.keep:
-                self._pending[row_id] = (status, attempts)
-            if self._thread is None or self._pid != os.getpid():
-                # started on first use, so a worker forked after import gets its own
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._loop, name="delivery-outcomes", daemon=True
-                )
-                self._thread.start()
-                atexit.register(self._flush_at_exit)
-        self._wake.set()
 
-    def _loop(self) -> None:
-        while True:
-            self._wake.wait()
-            time.sleep(self.interval)  # let a batch gather
-            self._wake.clear()
-            try:
-                self.flush()
-            except Exception:  # noqa: BLE001 - kept for the next round, never kills the thread
-                log.exception("could not record delivery outcomes; will retry")
-                time.sleep(1.0)
-                self._wake.set()
+        def update(pending: dict) -> None:
+            if len(pending) < self.keep:
+                pending[row_id] = (status, attempts)
 
-    def _flush_at_exit(self) -> None:
-        # a worker that stops keeps no outcome in memory only (the row would stay pending)
-        try:
-            self.flush()
-        except Exception:  # noqa: BLE001 - the process is ending; say so, don't raise
-            count = len(self._pending)
-            log.warning("delivery outcomes of %d responses not recorded at exit", count)
+        self._add(update)
 
-    def flush(self) -> None:
-        """Write every queued outcome now."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        if not pending:
-            return
-        try:
-            with self.database.connection() as db:
-                _write_outcomes(db, pending)
-        except BaseException:
-            with self._lock:
-                for row_id, outcome in pending.items():
-                    self._pending.setdefault(row_id, outcome)
-            raise
+    def _write(self, db, batch: dict) -> None:
+        _write_outcomes(db, batch)
+
+    def _restore(self, pending: dict, batch: dict) -> None:
+        for row_id, outcome in batch.items():
+            pending.setdefault(row_id, outcome)  # a newer outcome of the row wins
 
 
 def _write_outcomes(db, outcomes: dict[int, tuple[str, int]]) -> None:

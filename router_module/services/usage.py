@@ -12,73 +12,35 @@ again with the next batch, and what is pending is written when the process exits
 
 from __future__ import annotations
 
-import atexit
-import logging
-import os
-import threading
-import time
-
 from waddlebot.db import Database
 from waddlebot.sql import execute, execute_committed
 
-log = logging.getLogger("waddlebot.router.usage")
+from .batches import BatchWriter
 
 
-class UsageCounter:
+class UsageCounter(BatchWriter):
     """Per-command run counts of this process, written to ``commands`` in batches."""
 
+    name = "usage-counts"
+    what = "command usage counts"
+
     def __init__(self, database: Database, *, interval: float = 1.0):
-        self.database = database
-        self.interval = interval
-        self._pending: dict[int, int] = {}
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        super().__init__(database, interval=interval)
 
     def add(self, command_id: int, count: int = 1) -> None:
         """Count ``count`` more runs of a command."""
-        with self._lock:
-            self._pending[command_id] = self._pending.get(command_id, 0) + count
-            if self._thread is None or self._pid != os.getpid():
-                # started on first use, so a worker forked after import gets its own
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._loop, name="usage-counts", daemon=True)
-                self._thread.start()
-                atexit.register(self._flush_at_exit)
 
-    def pending(self) -> dict[int, int]:
-        """Counts not written yet, by command id."""
-        with self._lock:
-            return dict(self._pending)
+        def update(pending: dict) -> None:
+            pending[command_id] = pending.get(command_id, 0) + count
 
-    def _loop(self) -> None:
-        while True:
-            time.sleep(self.interval)
-            try:
-                self.flush()
-            except Exception:  # noqa: BLE001 - kept for the next round, never kills the thread
-                log.exception("could not write command usage counts; will retry")
+        self._add(update)
 
-    def _flush_at_exit(self) -> None:
-        try:
-            self.flush()
-        except Exception:  # noqa: BLE001 - the process is ending; say so, don't raise
-            log.warning("usage counts of %d commands not written at exit", len(self._pending))
+    def _write(self, db, batch: dict) -> None:
+        _add_counts(db, sorted(batch.items()))
 
-    def flush(self) -> None:
-        """Write every pending count now."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        if not pending:
-            return
-        try:
-            with self.database.connection() as db:
-                _add_counts(db, sorted(pending.items()))
-        except BaseException:
-            with self._lock:
-                for command_id, count in pending.items():
-                    self._pending[command_id] = self._pending.get(command_id, 0) + count
-            raise
+    def _restore(self, pending: dict, batch: dict) -> None:
+        for command_id, count in batch.items():
+            pending[command_id] = pending.get(command_id, 0) + count
 
 
 def _add_counts(db, counts: list[tuple[int, int]]) -> None:
