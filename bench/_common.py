@@ -445,6 +445,7 @@ def _client_process(
             started = time.time() if interval <= 0 else scheduled
             if started >= stop_at:
                 break
+            sent = time.time()  # later than scheduled if this client was late itself
             try:
                 status, data = client.post(path, body)
             except Exception as exc:  # noqa: BLE001 - counted and reported
@@ -471,6 +472,7 @@ def _client_process(
                 if extra is not None:
                     extra["latency_s"] = ended - started
                     extra["at_s"] = started - measure_from  # when, in the measured window
+                    extra["send_lag_s"] = sent - started  # paced: the client's own lateness
                     local_extra.append(extra)
         with lock:
             latencies.extend(local_lat)
