@@ -44,8 +44,7 @@ class UsageCounter(BatchWriter):
 
 
 def _add_counts(db, counts: list[tuple[int, int]]) -> None:
-    """Add each ``(command id, count)`` to ``commands.usage_count``, ids in order (so two
-    processes writing at once lock the rows in the same order)."""
+    """Add each ``(command id, count)`` to ``commands.usage_count`` (ids in order)."""
     if db._adapter.dbengine != "postgres":
         for command_id, count in counts:
             execute(
@@ -55,10 +54,16 @@ def _add_counts(db, counts: list[tuple[int, int]]) -> None:
             )
         db.commit()
         return
+    # The UPDATE visits the rows in whatever order its plan scans ``commands`` (and
+    # moves them as it writes), not in the order of the list: two processes flushing
+    # at once deadlocked. The rows are locked first, in id order, in the same
+    # transaction; the UPDATE then finds them already held.
+    ids = [command_id for command_id, _count in counts]
+    lock = "SELECT id FROM commands WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
     rows = ", ".join(["(%s, %s)"] * len(counts))
-    sql = (
+    update = (
         "UPDATE commands AS t SET usage_count = COALESCE(t.usage_count, 0) + v.n "
         f"FROM (VALUES {rows}) AS v(id, n) WHERE t.id = v.id"
     )
     params = tuple(value for pair in counts for value in pair)
-    execute_committed(db, [(sql, params)], synchronous_commit=False)
+    execute_committed(db, [(lock, (ids,)), (update, params)], synchronous_commit=False)

@@ -97,3 +97,54 @@ def test_the_thread_writes_on_its_own(database):
     while _counts(database, (a,)) != [6] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _counts(database, (a,)) == [6]
+
+
+def test_processes_flushing_the_same_commands_at_once_do_not_deadlock(tmp_path):
+    """Every router process flushes about once a second, most of them the same hot
+    commands: two flushes at once must queue on the rows, not deadlock (PostgreSQL
+    gives up on one after ``deadlock_timeout`` and its counts come a flush late)."""
+    import random
+    import threading
+
+    name = f"waddlebot_usage_{uuid.uuid4().hex[:8]}"
+    database = Database(
+        create_database(name), definers=[define_router_tables], migrate=True, folder=str(tmp_path)
+    )
+    try:
+        with database.connection() as db:
+            db.executesql(
+                "INSERT INTO commands (command, prefix, type, module_name, usage_count) "
+                "SELECT 'c' || g, '!', 'container', 'm', 0 FROM generate_series(1, 400) AS g"
+            )
+            db.commit()
+            ids = [r[0] for r in db.executesql("SELECT id FROM commands ORDER BY id")]
+        errors: list[BaseException] = []
+        added = [0, 0, 0]
+        start = threading.Barrier(3)
+
+        def flusher(n: int) -> None:
+            usage = UsageCounter(database, interval=3600)
+            rng = random.Random(n)
+            start.wait()
+            for _ in range(25):
+                for command_id in rng.sample(ids, 250):
+                    usage.add(command_id)
+                    added[n] += 1
+                try:
+                    usage.flush()
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+                    return
+
+        threads = [threading.Thread(target=flusher, args=(n,)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors, errors[0]
+        with database.connection() as db:
+            total = db.executesql("SELECT SUM(usage_count) FROM commands")[0][0]
+        assert total == sum(added)
+    finally:
+        database.close()
+        drop_database(name)
