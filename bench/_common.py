@@ -103,6 +103,57 @@ def machine() -> dict:
     }
 
 
+# -- machine speed -----------------------------------------------------------------------
+#: the probe's fixed piece of work: about 1.5 ms of one core at this box's full speed
+_PROBE_LOOPS = 40_000
+#: a probe this much slower than the fastest one counts as "the box ran slow"
+SLOW_FACTOR = 1.3
+
+
+def _probe_work() -> int:
+    total = 0
+    for i in range(_PROBE_LOOPS):
+        total += i * i
+    return total
+
+
+def _speed_probe(until: float, interval: float, results) -> None:
+    """Time the same work every ``interval`` seconds, in CPU time of this thread."""
+    samples = []
+    while time.time() < until:
+        started = time.time()
+        cpu = time.thread_time()
+        _probe_work()
+        samples.append((started, (time.thread_time() - cpu) * 1000.0))
+        time.sleep(interval)
+    results.put(samples)
+
+
+def speed_summary(samples: list[tuple[float, float]], since: float) -> dict:
+    """How fast the box ran during a window, from :func:`_speed_probe` samples.
+
+    The probe does the same pure-Python work each time and counts the CPU time its
+    thread was charged: on a shared virtual machine that grows when the host gives the
+    vCPU less (a busy hyperthread sibling, a lower clock, preemption not reported as
+    steal), while waiting for the guest's own busy cores does not count. On this box an
+    idle run shows two speeds, the slow one about 1.8 × the fast one for 0.2-3 s at a
+    time, at random (bench/README.md, router). ``slow_seconds``: the seconds of the
+    window in which most probes ran slower than ``SLOW_FACTOR`` × the fastest."""
+    if not samples:
+        return {}
+    fastest = min(ms for _t, ms in samples)
+    slow = [ms > fastest * SLOW_FACTOR for _t, ms in samples]
+    by_second: dict[int, list[bool]] = {}
+    for (at, _ms), is_slow in zip(samples, slow, strict=True):
+        by_second.setdefault(int(at - since), []).append(is_slow)
+    return {
+        "probe_fastest_ms": round(fastest, 2),
+        "probe_median_ms": round(percentile([ms for _t, ms in samples], 50) or 0, 2),
+        "slow_fraction": round(sum(slow) / len(slow), 3),
+        "slow_seconds": sorted(s for s, flags in by_second.items() if sum(flags) * 2 > len(flags)),
+    }
+
+
 # -- CPU accounting ---------------------------------------------------------------------
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -511,6 +562,7 @@ def run_load(
     on_measure: Callable[[], None] | None = None,
     on_measure_end: Callable[[], None] | None = None,
     rate: float = 0.0,
+    speed_interval: float = 0.1,
 ) -> dict:
     """Closed-loop load from ``processes`` × ``threads`` connections.
 
@@ -522,7 +574,9 @@ def run_load(
     measured window is the next ``measure_s`` seconds. ``on_measure`` runs in this
     process when the window opens (e.g. to start a profiler). Returns the latencies
     (seconds) of the measured requests, the extras ``check_answer`` kept, counts and
-    the CPU breakdown is left to the caller.
+    the CPU breakdown is left to the caller. A probe process times a fixed piece of
+    work every ``speed_interval`` seconds meanwhile (``machine_speed``, see
+    :func:`speed_summary`): a run on a box that was slowed down shows it.
     """
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -550,6 +604,11 @@ def run_load(
     ]
     for child in children:
         child.start()
+    speeds = context.Queue()
+    prober = context.Process(
+        target=_speed_probe, args=(stop_at, speed_interval, speeds), daemon=True
+    )
+    prober.start()
     try:
         delay = measure_from - time.time()
         if delay > 0:
@@ -564,7 +623,11 @@ def run_load(
         if on_measure_end is not None:
             on_measure_end()
         collected = [results.get(timeout=60 + measure_s) for _ in children]
+        speed_samples = [x for x in speeds.get(timeout=30) if x[0] >= measure_from]
     finally:
+        prober.join(5)
+        if prober.is_alive():
+            prober.kill()
         for child in children:
             child.join(5)
             if child.is_alive():
@@ -578,6 +641,8 @@ def run_load(
         "measure_s": measure_s,
         "cpu_window": (window_started, window_ended),
         "client_pids": [c.pid for c in children],
+        "probe_pid": prober.pid,
+        "machine_speed": speed_summary(speed_samples, measure_from),
     }
     for part in collected:
         merged["latencies"].extend(part["latencies"])

@@ -388,6 +388,7 @@ def run_case(
     (cpu_before, t0), (cpu_after, t1) = raw["cpu_window"]
     figures = bench.summary(raw["latencies"], measure_s, scale=scale)
     figures["concurrency"] = processes * threads
+    figures["window_started_at"] = round(t0, 3)  # wall clock, to line up with other traces
     figures["errors"] = raw["counts"]["errors"]
     figures["http_statuses"] = raw["statuses"]
     if raw["first_error"]:
@@ -398,8 +399,12 @@ def run_case(
             counters["before"], counters["after"], len(raw["latencies"]) * scale
         )
     figures["cpu_cores_used"] = bench.cpu_breakdown(
-        cpu_before, cpu_after, t1 - t0, {**groups, "load_generator": raw["client_pids"]}
+        cpu_before,
+        cpu_after,
+        t1 - t0,
+        {**groups, "load_generator": raw["client_pids"], "speed_probe": [raw["probe_pid"]]},
     )
+    figures["machine_speed"] = raw["machine_speed"]
     log.info(
         "%s: %s", name, json.dumps({k: v for k, v in figures.items() if k != "cpu_cores_used"})
     )
@@ -429,8 +434,11 @@ def overhead_figures(figures: dict, raw: dict) -> None:
         for e, o in zip(raw["extras"], overhead, strict=True)
         if o > TARGETS["b_overhead_p99_ms"]
     ]
+    slow_box = set(raw["machine_speed"].get("slow_seconds", ()))
     figures["over_target_by_second"] = {
         "over_target": sum(slow.values()),
+        # in a second when the host gave this box less CPU (bench._common.speed_summary)
+        "of_which_box_ran_slow": sum(n for s, n in slow.items() if s in slow_box),
         "of_which_sent_5ms_late": sum(1 for lag in late if lag > 5),
         "client_send_lag_p99_ms": round(
             bench.percentile([e["send_lag_s"] * 1000 for e in raw["extras"]], 99) or 0, 2
@@ -482,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="use (and wipe) the test database itself, not waddlebot_router_bench",
     )
+    parser.add_argument(
+        "--stalls",
+        action="store_true",
+        help="report when a gevent worker's hub stops turning for 15 ms or more, with "
+        "what its thread was running (bench/gunicorn_stalls.py), per measured case",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with logs")
     parser.add_argument(
         "--cases",
@@ -521,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
+    if args.stalls:
+        (work / "stalls").mkdir()
+        env["WADDLEBOT_BENCH_STALLS"] = str(work / "stalls")
     result: dict = {
         "benchmark": "router",
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -629,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
             def case(name, make, threads, **options):
                 setup_s[f"vacuum_before_{name}"] = vacuum(database_url)
                 wait_for_replica(database_url, replica_url, timeout=60)  # replays the vacuum
-                return run_case(
+                figures, raw = run_case(
                     name,
                     port=router_port,
                     make=make,
@@ -641,6 +658,10 @@ def main(argv: list[str] | None = None) -> int:
                     db_urls=(database_url, replica_url),
                     **options,
                 )
+                if args.stalls:
+                    (_, t0), (_, t1) = raw["cpu_window"]
+                    figures["hub_stalls"] = hub_stalls(work / "stalls", t0, t1)
+                return figures, raw
 
             # (a) plain chat matching nothing
             if "a" in cases:
@@ -810,7 +831,11 @@ def start_router(procs: bench.Processes, port: int, env: dict, args, attempts: i
                 chdir=bench.REPO_DIR,
                 workers=args.workers,
                 threads=args.threads,
-                extra=["-k", args.worker_class],
+                extra=[
+                    "-k",
+                    args.worker_class,
+                    *(["-c", str(bench.BENCH_DIR / "gunicorn_stalls.py")] if args.stalls else []),
+                ],
             ),
             env=env,
         )
@@ -830,6 +855,40 @@ def start_router(procs: bench.Processes, port: int, env: dict, args, attempts: i
             )
             procs.stop(router)
     raise RuntimeError("the router did not boot")
+
+
+def hub_stalls(folder: Path, since: float, until: float) -> dict:
+    """The gevent hub stalls (bench/gunicorn_stalls.py) that began in a measured window:
+    how many, how long, and the stacks sampled most often during them."""
+    stalls = []
+    for path in folder.glob("stalls-*.jsonl"):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if since <= record["at"] < until:
+                stalls.append(record)
+    stacks: dict[str, int] = {}
+    for record in stalls:
+        for stack, samples in record["stacks"]:
+            stacks[stack] = stacks.get(stack, 0) + samples
+    longest = sorted(stalls, key=lambda r: -r["ms"])[:5]
+    return {
+        "count": len(stalls),
+        "total_ms": round(sum(r["ms"] for r in stalls)),
+        "over_50ms": sum(1 for r in stalls if r["ms"] > 50),
+        "longest": [
+            {
+                "second": round(r["at"] - since, 2),
+                "pid": r["pid"],
+                "ms": r["ms"],
+                "main_thread_cpu_ms": r["main_thread_cpu_ms"],
+            }
+            for r in longest
+        ],
+        "top_stacks": [
+            {"samples": n, "stack": stack}
+            for stack, n in sorted(stacks.items(), key=lambda kv: -kv[1])[:6]
+        ],
+    }
 
 
 def stub_posts(port: int) -> int:
