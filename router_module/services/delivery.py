@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from waddlebot.contracts import ModuleResponse
 from waddlebot.db import Database
+from waddlebot.green import Background
 from waddlebot.http import HttpError, JsonCaller
 from waddlebot.sql import Writes
 from waddlebot.store import Store, StoreUnavailable
@@ -53,7 +53,7 @@ class Delivery:
         self.attempts = attempts
         self.backoff = backoff
         self.timeout = timeout
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delivery")
+        self._pool = Background(workers, name="delivery")
         self._caller = JsonCaller(pool_size=workers * 2)
         self.delivered = 0
         self.failed = 0

@@ -26,13 +26,24 @@ from waddlebot.web import (
 )
 
 
-@pytest.fixture
-def fake_request(monkeypatch):
-    """Install a fake request; call it with body bytes and/or query parameters."""
+@pytest.fixture(params=["content_length", "ombott_reader"])
+def fake_request(request, monkeypatch):
+    """Install a fake request; call it with body bytes and/or query parameters.
+
+    Every test runs twice: with a ``Content-Length`` (the body is read from
+    ``wsgi.input`` directly) and without one (ombott's reader, ``request.body``).
+    """
 
     def install(body: bytes = b"", **query: str):
+        environ = {}
+        if request.param == "content_length":
+            environ = {"CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
         fake = types.SimpleNamespace(
-            body=io.BytesIO(body), query=dict(query), path="/api/test", method="POST"
+            body=io.BytesIO(body),
+            query=dict(query),
+            path="/api/test",
+            method="POST",
+            environ=environ,
         )
         monkeypatch.setattr(web, "request", fake)
         return fake
@@ -207,6 +218,14 @@ def test_json_body_at_the_limit(fake_request):
     assert len(payload) == web.MAX_BODY_BYTES
     fake_request(payload)
     assert len(web.json_body()["x"]) == filler
+
+
+def test_json_body_leaves_the_body_for_later_readers(fake_request):
+    fake = fake_request(b'{"a": 1}')
+    assert web.json_body() == {"a": 1}
+    if fake.environ:  # read from wsgi.input: ombott's cached body holds the same bytes
+        assert fake.environ["ombott.request.body"].read() == b'{"a": 1}'
+        assert fake.environ["wsgi.input"] is fake.environ["ombott.request.body"]
 
 
 # -- query parameters and pages -------------------------------------------------------
