@@ -616,10 +616,14 @@ def run_load(
         window_started = cpu_snapshot(), time.time()
         if on_measure is not None:
             on_measure()
-        delay = stop_at - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        window_ended = cpu_snapshot(), time.time()
+        # a snapshot a second, to see CPU per event second by second (the host's slow
+        # spells come and go within a run: the fast seconds show the code's own cost)
+        per_second = [(window_started[1], window_started[0])]
+        while time.time() < stop_at - 0.05:
+            next_at = min(per_second[-1][0] + 1.0, stop_at)
+            time.sleep(max(0.0, next_at - time.time()))
+            per_second.append((time.time(), cpu_snapshot()))
+        window_ended = per_second[-1][1], per_second[-1][0]
         if on_measure_end is not None:
             on_measure_end()
         collected = [results.get(timeout=60 + measure_s) for _ in children]
@@ -642,6 +646,8 @@ def run_load(
         "cpu_window": (window_started, window_ended),
         "client_pids": [c.pid for c in children],
         "probe_pid": prober.pid,
+        "cpu_per_second": per_second,
+        "measure_from": measure_from,
         "machine_speed": speed_summary(speed_samples, measure_from),
     }
     for part in collected:

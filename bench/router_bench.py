@@ -22,6 +22,7 @@ to the JSON; py-spy slows the router, so record the figures of a run without it.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import logging
 import random
@@ -405,6 +406,7 @@ def run_case(
         {**groups, "load_generator": raw["client_pids"], "speed_probe": [raw["probe_pid"]]},
     )
     figures["machine_speed"] = raw["machine_speed"]
+    raw["groups"] = {**groups, "load_generator": raw["client_pids"]}
     log.info(
         "%s: %s", name, json.dumps({k: v for k, v in figures.items() if k != "cpu_cores_used"})
     )
@@ -434,6 +436,7 @@ def overhead_figures(figures: dict, raw: dict) -> None:
         for e, o in zip(raw["extras"], overhead, strict=True)
         if o > TARGETS["b_overhead_p99_ms"]
     ]
+    figures["router_cpu_ms_per_event"] = cpu_per_event_by_second(raw)
     slow_box = set(raw["machine_speed"].get("slow_seconds", ()))
     figures["over_target_by_second"] = {
         "over_target": sum(slow.values()),
@@ -855,6 +858,36 @@ def start_router(procs: bench.Processes, port: int, env: dict, args, attempts: i
             )
             procs.stop(router)
     raise RuntimeError("the router did not boot")
+
+
+def cpu_per_event_by_second(raw: dict) -> dict:
+    """The router's CPU per event over the window and second by second.
+
+    The host slows this VM down for seconds at a time (``machine_speed``), and the same
+    work then costs up to 1.8 × the CPU time: the whole-window figure moves from run to
+    run with the host. The quarter of seconds in which the router spent least per event
+    (``fastest_quarter``) is its cost when the box ran at full speed, which is what a
+    change to the code moves.
+    """
+    snapshots = raw["cpu_per_second"]
+    starts = sorted(e["at_s"] for e in raw["extras"])
+    per_second, total_cpu = [], 0.0
+    for (t0, before), (t1, after) in zip(snapshots, snapshots[1:], strict=False):
+        cores = bench.cpu_breakdown(before, after, t1 - t0, raw["groups"])["router"]
+        lo, hi = t0 - raw["measure_from"], t1 - raw["measure_from"]
+        events = bisect.bisect_left(starts, hi) - bisect.bisect_left(starts, lo)
+        total_cpu += cores * (t1 - t0)
+        if events:
+            per_second.append(cores * (t1 - t0) * 1000.0 / events)
+    if not per_second or not starts:
+        return {}
+    per_second.sort()
+    quarter = per_second[: max(1, len(per_second) // 4)]
+    return {
+        "window": round(total_cpu * 1000.0 / len(starts), 3),
+        "fastest_quarter": round(sum(quarter) / len(quarter), 3),
+        "median_second": round(bench.percentile(per_second, 50) or 0, 3),
+    }
 
 
 def hub_stalls(folder: Path, since: float, until: float) -> dict:
