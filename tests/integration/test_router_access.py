@@ -164,13 +164,13 @@ def test_usage_counts_reach_the_catalogue_within_seconds(any_router, stubs, chan
     command, name, _stub = _module(any_router, stubs, uniq)
     for _ in range(3):
         any_router.chat(f"!{command}", channel, user=uniq("u"))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
     while True:
         listed = any_router.get(f"/api/router/commands?module={name}").json()["items"]
         if listed[0]["usage_count"] == 3 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert listed[0]["usage_count"] == 3  # summed in memory, written once a second
+    assert listed[0]["usage_count"] == 3  # summed in memory, written every five seconds
 
 
 def test_duplicate_event_processed_once(any_router, stubs, channel, uniq):
