@@ -243,32 +243,49 @@ class Store(ABC):
 # --------------------------------------------------------------------------- Redis backend
 
 # Sliding log on a sorted set scored by Redis server time in milliseconds, so
-# every process shares one clock. Returns {allowed, count, retry_after_ms}.
-_HIT_WINDOW_LUA = """
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local window_ms = tonumber(ARGV[2])
-local member = ARGV[3]
-local time = redis.call('TIME')
-local now_ms = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window_ms)
-local count = redis.call('ZCARD', key)
-if count < limit then
-  redis.call('ZADD', key, now_ms, member)
-  redis.call('PEXPIRE', key, math.ceil(window_ms))
-  return {1, count + 1, '0'}
+# every process shares one clock: one hit on one window, its {allowed, count,
+# retry_after_ms} appended to ``out``. Shared by _HIT_WINDOW_LUA and _ADMIT_LUA.
+_WINDOW_HIT_LUA = """
+local function now_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
 end
-local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-local retry_ms = tonumber(oldest[2]) + window_ms - now_ms
-return {0, count, tostring(retry_ms)}
+local function hit(key, limit, window_ms, now, member, out)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window_ms)
+  local count = redis.call('ZCARD', key)
+  if count < limit then
+    redis.call('ZADD', key, now, member)
+    redis.call('PEXPIRE', key, math.ceil(window_ms))
+    out[#out + 1] = 1
+    out[#out + 1] = count + 1
+    out[#out + 1] = '0'
+  else
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    out[#out + 1] = 0
+    out[#out + 1] = count
+    out[#out + 1] = tostring(tonumber(oldest[2]) + window_ms - now)
+  end
+end
 """
+
+# Store.hit_window: KEYS = the window; ARGV = limit, window ms, member.
+_HIT_WINDOW_LUA = (
+    _WINDOW_HIT_LUA
+    + """
+local out = {}
+hit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now_ms(), ARGV[3], out)
+return out
+"""
+)
 
 # One event's admission (Store.admit_many): KEYS = session key, [once key], window
 # keys; ARGV = has-once flag, once ttl ms, session value, session ttl ms, member, then
 # limit and window ms per window. A repeat (once key present) changes nothing and
 # returns {0}; otherwise {1, then allowed, count, retry_ms per window}, each window
 # as _HIT_WINDOW_LUA.
-_ADMIT_LUA = """
+_ADMIT_LUA = (
+    _WINDOW_HIT_LUA
+    + """
 local first = 2
 if ARGV[1] == '1' then
   if not redis.call('SET', KEYS[2], '1', 'PX', ARGV[2], 'NX') then
@@ -281,31 +298,14 @@ local out = {1}
 if #KEYS < first then
   return out
 end
-local time = redis.call('TIME')
-local now_ms = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
-local member = ARGV[5]
+local now = now_ms()
 for i = first, #KEYS do
-  local key = KEYS[i]
   local at = 6 + 2 * (i - first)
-  local limit = tonumber(ARGV[at])
-  local window_ms = tonumber(ARGV[at + 1])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window_ms)
-  local count = redis.call('ZCARD', key)
-  if count < limit then
-    redis.call('ZADD', key, now_ms, member)
-    redis.call('PEXPIRE', key, math.ceil(window_ms))
-    out[#out + 1] = 1
-    out[#out + 1] = count + 1
-    out[#out + 1] = '0'
-  else
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    out[#out + 1] = 0
-    out[#out + 1] = count
-    out[#out + 1] = tostring(tonumber(oldest[2]) + window_ms - now_ms)
-  end
+  hit(KEYS[i], tonumber(ARGV[at]), tonumber(ARGV[at + 1]), now, ARGV[5], out)
 end
 return out
 """
+)
 
 # INCRBY that sets an expiry only when the key did not exist before the call.
 _INCR_WITH_TTL_LUA = """
@@ -324,18 +324,20 @@ _POOL_WAIT_TIMEOUT = 5.0
 _SUBSCRIBE_CONFIRM_TIMEOUT = 2.0
 
 
+def _window_result(allowed, count, retry_ms) -> WindowResult:
+    """A WindowResult from one window's three values in a script's reply."""
+    return WindowResult(
+        allowed=bool(int(allowed)),
+        count=int(count),
+        retry_after=max(0.0, float(retry_ms) / 1000),
+    )
+
+
 def _admitted(answer: list) -> Admitted:
     """An Admitted from the admission script's reply."""
     if not int(answer[0]):
         return Admitted(False)
-    windows = tuple(
-        WindowResult(
-            allowed=bool(int(answer[i])),
-            count=int(answer[i + 1]),
-            retry_after=max(0.0, float(answer[i + 2]) / 1000),
-        )
-        for i in range(1, len(answer), 3)
-    )
+    windows = tuple(_window_result(*answer[i : i + 3]) for i in range(1, len(answer), 3))
     return Admitted(True, windows)
 
 
@@ -596,12 +598,10 @@ class RedisStore(Store):
         """Record a hit if fewer than ``limit`` hits fall in the last ``window`` seconds."""
         _validate_window(limit, window)
         with self._translated_errors():
-            allowed, count, retry_ms = self._hit_window_script(
+            answer = self._hit_window_script(
                 keys=[self._key(key)], args=[limit, window * 1000, new_id()]
             )
-        return WindowResult(
-            allowed=bool(allowed), count=int(count), retry_after=max(0.0, float(retry_ms) / 1000)
-        )
+        return _window_result(*answer)
 
     def push_recent(self, key: str, value: str, max_len: int, ttl: float | None = None) -> None:
         """Prepend ``value`` to a list capped at ``max_len`` entries (newest first)."""
