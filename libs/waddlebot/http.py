@@ -239,8 +239,11 @@ class Wire:
 
     def _read_exact(self, size: int) -> bytes:
         data = self._pending
-        while len(data) < size:
-            data += self._more()
+        if len(data) < size:
+            buffer = bytearray(data)  # grown in place: a large body is not copied per recv
+            while len(buffer) < size:
+                buffer += self._more()
+            data = bytes(buffer)
         self._pending = data[size:]
         return data[:size]
 
