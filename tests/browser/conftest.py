@@ -188,17 +188,7 @@ def portal(tmp_path_factory) -> Iterator[Portal]:
     fleet.start()
     module = _stub_module(fleet.url)
     try:
-        answer = fleet.post(
-            "/api/modules/register",
-            {
-                "module_name": "console-browser",
-                "module_type": "collector",
-                "platform": "console",
-                "endpoint_url": collector.url,
-                "commands": [],
-            },
-        )
-        assert answer.status_code in (200, 201), answer.text
+        fleet.register("console-browser", collector.url, collector_for="console")
         answer = fleet.post(
             "/api/modules/register",
             {

@@ -249,19 +249,7 @@ class Fleet:
 
 def _register_collectors(process: FleetProcess, collector: StubServer) -> None:
     for platform in COLLECTOR_PLATFORMS:
-        answer = process.post(
-            "/api/modules/register",
-            {
-                "module_name": f"{platform}-collector-stub",
-                "module_version": "1.0.0",
-                "module_type": "collector",
-                "platform": platform,
-                "endpoint_url": collector.url,
-                "core": False,
-                "commands": [],
-            },
-        )
-        assert answer.status_code in (200, 201), answer.text
+        process.register(f"{platform}-collector-stub", collector.url, collector_for=platform)
 
 
 def _wait_registered(process: FleetProcess, modules: list[str], timeout: float = 20.0) -> None:

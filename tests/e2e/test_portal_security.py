@@ -129,16 +129,7 @@ def fleet(tmp_path_factory):
     collector.route("POST", r"/api/console/responses", {"ok": True})
     fleet.start()
     try:
-        fleet.post(
-            "/api/modules/register",
-            {
-                "module_name": "console-security",
-                "module_type": "collector",
-                "platform": "console",
-                "endpoint_url": collector.url,
-                "commands": [],
-            },
-        )
+        fleet.register("console-security", collector.url, collector_for="console")
         _wait(
             lambda: fleet.get("/api/router/commands", params={"module": "portal"}).json()["items"],
             what="the portal's !community command",

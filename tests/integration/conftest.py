@@ -209,20 +209,12 @@ def _collector_stub() -> StubServer:
 
 def _register_collectors(fleet: FleetProcess, collector: StubServer, tag: str) -> None:
     for platform in COLLECTOR_PLATFORMS:
-        answer = fleet.post(
-            "/api/modules/register",
-            {
-                "module_name": f"{platform}-collector-{tag}",
-                "module_version": "1.0.0",
-                "module_type": "collector",
-                "platform": platform,
-                "endpoint_url": collector.url,
-                "health_check_url": f"{collector.url}/api/{platform}/health",
-                "core": False,
-                "commands": [],
-            },
+        fleet.register(
+            f"{platform}-collector-{tag}",
+            collector.url,
+            collector_for=platform,
+            health_check_url=f"{collector.url}/api/{platform}/health",
         )
-        assert answer.status_code in (200, 201), answer.text
 
 
 # -- engine stubs shared by the session (tests add their functions/actions) -----------------

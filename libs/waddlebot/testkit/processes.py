@@ -222,14 +222,18 @@ class FleetProcess:
         *,
         collector_for: str | None = None,
         core: bool = True,
+        **fields,
     ) -> dict:
         """Register a module with the router (DESIGN §5), or with ``collector_for`` the
-        collector of that platform; fails the caller with the router's answer if refused."""
+        collector of that platform; ``fields`` adds others of the payload
+        (``health_check_url``, ``module_version``…). Fails the caller with the router's
+        answer if refused."""
         payload: dict = {"module_name": name, "endpoint_url": endpoint_url}
         if collector_for:
             payload.update(module_type="collector", platform=collector_for, commands=[])
         else:
             payload.update(module_type="interaction", core=core, commands=commands or [])
+        payload.update(fields)
         answer = self.post("/api/modules/register", payload)
         if answer.status_code not in (200, 201):
             raise AssertionError(f"registration of {name} refused: {answer.text}")
