@@ -55,9 +55,10 @@ class Background:
 
     Outside gevent a ``ThreadPoolExecutor``. Under gevent the executor's "threads" are
     greenlets already, but each call still paid for a ``Future`` (a ``Condition`` and
-    its ``RLock``), a queue hand-off and a wake-up of a pool greenlet: ≈ 6 % of a
-    router worker's CPU at 600 commands/s, for chat pushes nobody waits on
-    (bench/README.md, router). There each call is a greenlet of its own that waits for
+    its ``RLock``), a queue hand-off and a wake-up of a pool greenlet, for chat pushes
+    nobody waits on (≈ 7 % of a router worker's profile samples at 600 commands/s,
+    though no saving showed on the clock through the bench box's noise:
+    bench/README.md, router). There each call is a greenlet of its own that waits for
     one of ``workers`` slots (FIFO), so a slow collector queues work, as the executor
     did, and never blocks the caller. A call that raises is logged, not lost silently.
     """
